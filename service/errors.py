@@ -1,0 +1,90 @@
+"""One small exception hierarchy for every protocol.
+
+Each class carries its HTTP status and its gRPC status code name; :data:`ERROR_TABLE` is the single
+mapping both transports read, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServingError(Exception):
+    """Base class: an error the client should see, with a message safe to show."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers that belong to this error."""
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        """The one JSON error shape of every route: ``{"error": message, ...details}``."""
+        return {"error": self.message, **self.details}
+
+
+class InvalidInput(ServingError):
+    """Malformed body, wrong shape, wrong dtype, empty or non-numeric input."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class NotFound(ServingError):
+    """Unknown model, version, label or route."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class PayloadTooLarge(ServingError):
+    """Request body over the configured limit."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ServingError):
+    """Model not ready (loading, failed, unloading) or server overloaded; retry later."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: int = 1, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Overloaded(Unavailable):
+    """The model's queue is full: the request was rejected rather than queued."""
+
+
+class InternalError(ServingError):
+    """An unexpected failure; the message never contains internals."""
+
+    def __init__(self, message: str = "internal error; see the server log", **details: Any) -> None:
+        super().__init__(message, **details)
+
+
+ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
+    cls: (cls.http_status, cls.grpc_code)
+    for cls in (ServingError, InvalidInput, NotFound, PayloadTooLarge, Unavailable, Overloaded, InternalError)
+}
+"""HTTP status and gRPC code per error class, the one place both protocols read."""
+
+
+def status_of(error: ServingError) -> tuple[int, str]:
+    """HTTP status and gRPC code name of ``error`` (most specific class in the table wins)."""
+    for cls in type(error).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return ERROR_TABLE[ServingError]

@@ -1,0 +1,88 @@
+"""Prometheus metrics of the server, created lazily in one place.
+
+BentoML runs several worker processes and sets ``PROMETHEUS_MULTIPROC_DIR`` for them; prometheus_client
+picks its storage when a metric is created, so nothing here exists before :func:`get_metrics` is first
+called from a running worker. BentoML's ``/metrics`` route aggregates every worker's values, ours
+included. Names all start with ``serving_``; the README's metrics table lists each one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+MODEL_STATES = ("loading", "ready", "failed", "unloading", "unloaded")
+
+
+class Metrics:
+    """Holds every metric object; one instance per process."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        mv = ["model", "version"]
+        mvp = ["model", "version", "protocol"]
+        self.requests = Counter(
+            "serving_requests", "Inference requests by outcome.", [*mvp, "code", "outcome"]
+        )
+        self.latency = Histogram(
+            "serving_request_duration_seconds", "End-to-end inference latency in the server.", mvp,
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.queue = Histogram(
+            "serving_queue_duration_seconds", "Time a request waited for its batch to start.", mv,
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.compute = Histogram(
+            "serving_compute_duration_seconds", "Runtime time of the batch a request ran in.", mv,
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "serving_batch_size", "Rows per runtime call after merging requests.", mv, buckets=BATCH_BUCKETS
+        )
+        self.inflight = Gauge(
+            "serving_inflight_requests", "Requests being processed now.", mvp, multiprocess_mode="livesum"
+        )
+        self.rejected = Counter("serving_rejected", "Requests rejected because a queue was full.", mvp)
+        self.model_state = Gauge(
+            "serving_model_state", "1 for the state a model version is in.", [*mv, "state"],
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.load_seconds = Gauge(
+            "serving_model_load_duration_seconds", "Load + warm-up time of a model version.", mv,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.info = Gauge(
+            "serving_model_info", "Runtime and execution provider of a model version.", [*mv, "runtime", "provider"],
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.request_bytes = Histogram(
+            "serving_request_bytes", "Request body size.", ["model", "protocol"], buckets=BYTES_BUCKETS
+        )
+        self.response_bytes = Histogram(
+            "serving_response_bytes", "Response body size.", ["model", "protocol"], buckets=BYTES_BUCKETS
+        )
+
+    def set_state(self, model: str, version: int, state: str) -> None:
+        """Mark ``state`` as the one state of a model version (the others go to 0)."""
+        for s in MODEL_STATES:
+            self.model_state.labels(model, str(version), s).set(1 if s == state else 0)
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> Metrics:
+    """The process's metrics, created on first use."""
+    return Metrics()
+
+
+def observe_bytes(kind: str, model: str, protocol: str, size: int) -> None:
+    """Record a request (``kind='request'``) or response payload size."""
+    m = get_metrics()
+    hist: Any = m.request_bytes if kind == "request" else m.response_bytes
+    hist.labels(model, protocol).observe(size)

@@ -1,0 +1,104 @@
+"""The native REST API: ``POST /v1/predict``, ``GET /v1/models``, ``GET /readyz/{model}``.
+
+Request::
+
+    {"model": "cnn", "version": 2 | "label": "stable" (optional),
+     "inputs": [[...]] | {"pixels": [[...]]}, "outputs": ["probabilities"] (optional)}
+
+Response: ``{"model", "version", "runtime", "outputs": {name: nested list}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.codecs import json_to_array, loads
+from service.dataplane import DataPlane, InferenceRequest
+from service.errors import InvalidInput
+from service.metrics import observe_bytes
+from service.protocols.http import guarded, json_response, read_body
+
+PROTOCOL = "native"
+
+
+def _dataplane(request: Request) -> DataPlane:
+    return request.app.state.dataplane  # type: ignore[no-any-return]
+
+
+def parse_predict(payload: Any) -> InferenceRequest:
+    """Decode the native predict body into an :class:`InferenceRequest` (400 on anything malformed)."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidInput("field 'model' (string) is required")
+    version = payload.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise InvalidInput(f"field 'version' must be a positive integer, got {version!r}")
+    label = payload.get("label")
+    if label is not None and not isinstance(label, str):
+        raise InvalidInput(f"field 'label' must be a string, got {label!r}")
+    if version is not None and label is not None:
+        raise InvalidInput("give either 'version' or 'label', not both")
+    if "inputs" not in payload:
+        raise InvalidInput("field 'inputs' is required: a batch (list) or an object of named batches")
+    raw = payload["inputs"]
+    if isinstance(raw, dict):
+        if not raw:
+            raise InvalidInput("field 'inputs' is an empty object")
+        inputs: dict[str | None, Any] = {str(k): json_to_array(v, str(k)) for k, v in raw.items()}
+    else:
+        inputs = {None: json_to_array(raw, "inputs")}
+    outputs = payload.get("outputs")
+    if outputs is not None and (
+        not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)
+    ):
+        raise InvalidInput("field 'outputs' must be a list of output names")
+    return InferenceRequest(model, inputs, PROTOCOL, version=version, label=label, outputs=outputs)
+
+
+@guarded
+async def predict(request: Request) -> Response:
+    """Run one (batched) prediction."""
+    dataplane = _dataplane(request)
+    body = await read_body(request, dataplane.registry.settings.max_body_bytes)
+    infer = parse_predict(loads(body))
+    result = await dataplane.infer(infer)
+    response = json_response(
+        {
+            "model": result.model,
+            "version": result.version,
+            "runtime": result.runtime,
+            "outputs": result.outputs,
+        }
+    )
+    observe_bytes("request", result.model, PROTOCOL, len(body))
+    observe_bytes("response", result.model, PROTOCOL, len(response.body))
+    return response
+
+
+@guarded
+async def list_models(request: Request) -> Response:
+    """Every model with its versions, states, signatures, labels and default version."""
+    dataplane = _dataplane(request)
+    return json_response({"models": [dataplane.describe(n) for n in dataplane.model_names()]})
+
+
+@guarded
+async def model_ready(request: Request) -> Response:
+    """200 when the model has a ready default version, else 503 with the reason."""
+    ready, reason = _dataplane(request).model_ready(request.path_params["model"])
+    headers = None if ready else {"Retry-After": "1"}
+    return json_response({"model": request.path_params["model"], "ready": ready, "reason": reason},
+                         200 if ready else 503, headers)  # fmt: skip
+
+
+routes = [
+    Route("/v1/predict", predict, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/readyz/{model}", model_ready, methods=["GET"]),
+]

@@ -1,0 +1,59 @@
+"""The BentoML service: thin glue that starts the registry and mounts the protocol app.
+
+Run with ``bentoml serve service.service:ModelServer`` (the README's main command does this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import bentoml
+
+from service.app import build_app
+from service.bento_tuning import freeze_heap, patch_timeout_middleware
+from service.dataplane import DataPlane
+from service.lifecycle import ModelRegistry
+from service.settings import get_settings
+
+patch_timeout_middleware()
+settings = get_settings()
+app = build_app()
+log = logging.getLogger("service")
+
+
+@bentoml.service(
+    name="keras-serving",
+    workers=settings.workers,
+    traffic={"timeout": settings.request_timeout_s},
+    http={"host": settings.host, "port": settings.port},
+    logging={"access": {"enabled": settings.access_log}},
+    tracing={"sample_rate": 0.0, "excluded_urls": ["/v1/predict", "/v1/models", "/v2", "/metrics"]},
+)
+@bentoml.asgi_app(app, path="/")
+class ModelServer:
+    """Serves every model version of the repository; see the README for the API."""
+
+    def __init__(self) -> None:
+        self.registry = ModelRegistry(settings)
+        app.state.dataplane = DataPlane(self.registry)
+        self._start: asyncio.Task[None] | None = None
+
+    @bentoml.on_startup
+    async def start_models(self) -> None:
+        """Load models in the background so /livez answers at once and /readyz flips when warm."""
+
+        async def load() -> None:
+            await self.registry.start()
+            freeze_heap()
+
+        self._start = asyncio.get_running_loop().create_task(load())
+
+    @bentoml.on_shutdown
+    async def stop_models(self) -> None:
+        if self._start is not None:
+            self._start.cancel()
+        await self.registry.close()
+
+    def __is_ready__(self) -> bool:
+        return self.registry.ready()

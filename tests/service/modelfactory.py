@@ -1,0 +1,67 @@
+"""Small real ONNX models written straight into a repository, for fast tests of the server.
+
+``y = x * scale`` on float32 ``[N, 4]``: each version uses a different scale, so a test can tell
+from the outputs which version answered. The files are real ONNX graphs run by ONNX Runtime; only
+the training step is skipped (the training pipeline has its own tests, and e2e tests use its models).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from service.schema import ModelMetadata
+
+
+def _scale_model(scale: float) -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    k = helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "scale", [x], [y], [k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def write_scale_version(repo: Path, name: str, version: int, scale: float, declared_width: int = 4) -> Path:
+    """Write ``repo/name/version`` atomically (staging dir + rename), like the exporter does.
+
+    ``declared_width`` is the width metadata.json claims; -1 lets wrong widths through validation,
+    so the runtime itself fails (how a test provokes a 500).
+    """
+    staging = repo / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    data = _scale_model(scale)
+    (staging / "model.onnx").write_bytes(data)
+    metadata = ModelMetadata(
+        name=name,
+        version=version,
+        created="2026-01-01T00:00:00Z",
+        inputs=[{"name": "x", "dtype": "float32", "shape": [-1, declared_width]}],
+        outputs=[{"name": "y", "dtype": "float32", "shape": [-1, 4]}],
+        input_contract="four float32 features",
+        example={"x": [[1.0, 2.0, 3.0, 4.0]]},
+        metrics={"scale": scale},
+        dataset={"name": "none"},
+        training_seconds=0.0,
+        framework_versions={"onnx": onnx.__version__},
+        artifacts={"model.onnx": hashlib.sha256(data).hexdigest()},
+        parity={"samples": 256, "tolerance": 1e-5, "onnx_vs_saved_model": 0.0, "onnx_vs_keras": 0.0, "passed": True},
+    )
+    (staging / "metadata.json").write_text(json.dumps(metadata.model_dump(), indent=1))
+    target = repo / name / str(version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, target)
+    return target
+
+
+def remove_version(repo: Path, name: str, version: int) -> None:
+    shutil.rmtree(repo / name / str(version))
