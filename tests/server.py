@@ -42,7 +42,15 @@ class Server:
 
     def start(self, timeout: float = 90.0, wait_ready: bool = True) -> Server:
         bentoml = Path(sys.executable).with_name("bentoml")
-        cmd = [str(bentoml), "serve", "service.service:ModelServer", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [
+            str(bentoml),
+            "serve",
+            "service.service:ModelServer",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True

@@ -14,15 +14,17 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from service.schema import ModelMetadata
 
 
-def _scale_model(scale: float) -> bytes:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+def _scale_model(scale: float, shape: list[int]) -> bytes:
+    dims = [None if d < 0 else d for d in shape]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
     k = helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])
     graph = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "scale", [x], [y], [k])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -31,30 +33,49 @@ def _scale_model(scale: float) -> bytes:
     return model.SerializeToString()
 
 
-def write_scale_version(repo: Path, name: str, version: int, scale: float, declared_width: int = 4) -> Path:
+def write_scale_version(
+    repo: Path,
+    name: str,
+    version: int,
+    scale: float,
+    declared_width: int = 4,
+    shape: list[int] | None = None,
+    labels: list[str] | None = None,
+) -> Path:
     """Write ``repo/name/version`` atomically (staging dir + rename), like the exporter does.
 
     ``declared_width`` is the width metadata.json claims; -1 lets wrong widths through validation,
-    so the runtime itself fails (how a test provokes a 500).
+    so the runtime itself fails (how a test provokes a 500). ``shape`` replaces the whole input
+    shape (e.g. ``[-1, 28, 28, 1]`` for an image-shaped model).
     """
+    shape = shape or [-1, 4]
+    declared = shape if declared_width == 4 else [-1, declared_width]
+    example = np.zeros([1, *shape[1:]], np.float32) + 1.0
     staging = repo / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
-    data = _scale_model(scale)
+    data = _scale_model(scale, shape)
     (staging / "model.onnx").write_bytes(data)
     metadata = ModelMetadata(
         name=name,
         version=version,
         created="2026-01-01T00:00:00Z",
-        inputs=[{"name": "x", "dtype": "float32", "shape": [-1, declared_width]}],
-        outputs=[{"name": "y", "dtype": "float32", "shape": [-1, 4]}],
+        inputs=[{"name": "x", "dtype": "float32", "shape": declared}],
+        outputs=[{"name": "y", "dtype": "float32", "shape": shape}],
+        labels=labels,
         input_contract="four float32 features",
-        example={"x": [[1.0, 2.0, 3.0, 4.0]]},
+        example={"x": example.tolist()},
         metrics={"scale": scale},
         dataset={"name": "none"},
         training_seconds=0.0,
         framework_versions={"onnx": onnx.__version__},
         artifacts={"model.onnx": hashlib.sha256(data).hexdigest()},
-        parity={"samples": 256, "tolerance": 1e-5, "onnx_vs_saved_model": 0.0, "onnx_vs_keras": 0.0, "passed": True},
+        parity={
+            "samples": 256,
+            "tolerance": 1e-5,
+            "onnx_vs_saved_model": 0.0,
+            "onnx_vs_keras": 0.0,
+            "passed": True,
+        },
     )
     (staging / "metadata.json").write_text(json.dumps(metadata.model_dump(), indent=1))
     target = repo / name / str(version)

@@ -28,7 +28,9 @@ class RecordingRuntime:
         return {"y": batch["x"] * 2}
 
 
-def make(runtime: RecordingRuntime, max_batch: int = 8, max_queue: int = 1000, wait_ms: float = 0.0) -> Batcher:
+def make(
+    runtime: RecordingRuntime, max_batch: int = 8, max_queue: int = 1000, wait_ms: float = 0.0
+) -> Batcher:
     return Batcher(runtime, name="t", max_batch_size=max_batch, max_wait_ms=wait_ms, max_queue_rows=max_queue)
 
 
@@ -73,7 +75,8 @@ def test_full_queue_rejects_with_overloaded_and_keeps_serving() -> None:
     async def main() -> tuple[int, int]:
         batcher = make(runtime, max_batch=1, max_queue=3)
         results = await asyncio.gather(
-            *(batcher.submit({"x": np.ones((1, 1), np.float32)}, 1) for _ in range(10)), return_exceptions=True
+            *(batcher.submit({"x": np.ones((1, 1), np.float32)}, 1) for _ in range(10)),
+            return_exceptions=True,
         )
         rejected = sum(isinstance(r, Overloaded) for r in results)
         ok = sum(not isinstance(r, BaseException) for r in results)

@@ -26,7 +26,9 @@ def req(model: str = "m", rows: int = 1, **kw: object) -> InferenceRequest:
 def test_default_version_is_the_newest_and_explicit_versions_and_labels_resolve(tmp_path: Path) -> None:
     for v in (1, 2, 3):
         write_scale_version(tmp_path, "m", v, float(v))
-    (tmp_path / "serving.yaml").write_text("models:\n  m:\n    policy: all\n    labels: {stable: 1, canary: 3}\n")
+    (tmp_path / "serving.yaml").write_text(
+        "models:\n  m:\n    policy: all\n    labels: {stable: 1, canary: 3}\n"
+    )
 
     async def main() -> None:
         dp = plane(tmp_path)
@@ -36,9 +38,11 @@ def test_default_version_is_the_newest_and_explicit_versions_and_labels_resolve(
         assert (await dp.infer(req(version=2))).outputs["y"][0, 0] == 2.0
         got = await dp.infer(req(label="stable"))
         assert (got.version, got.outputs["y"][0, 0]) == (1, 1.0)
-        with pytest.raises(NotFound, match="label 'beta'.*labels: \\['canary', 'stable'\\]"):
+        with pytest.raises(NotFound, match=r"label 'beta'.*labels: \['canary', 'stable'\]"):
             await dp.infer(req(label="beta"))
-        with pytest.raises(NotFound, match="version 9 of model 'm' not found; served versions: \\[1, 2, 3\\]"):
+        with pytest.raises(
+            NotFound, match="version 9 of model 'm' not found; served versions: \\[1, 2, 3\\]"
+        ):
             await dp.infer(req(version=9))
         with pytest.raises(NotFound, match="model 'nope' not found; available models: \\['m'\\]"):
             await dp.infer(req("nope"))
@@ -65,7 +69,10 @@ def test_latest_policy_serves_only_the_newest_by_default(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("inputs", "fragment"),
     [
-        ({None: np.ones((1, 5), np.float32)}, r"expected shape \[-1, 4\] \(first dimension = batch\), got \[1, 5\]"),
+        (
+            {None: np.ones((1, 5), np.float32)},
+            r"expected shape \[-1, 4\] \(first dimension = batch\), got \[1, 5\]",
+        ),
         ({None: np.ones((4,), np.float32)}, r"got \[4\]"),
         ({None: np.ones((0, 4), np.float32)}, "empty"),
         ({"z": np.ones((1, 4), np.float32)}, r"expected \['x'\], got \['z'\]"),
@@ -110,7 +117,7 @@ def test_corrupt_artifact_fails_only_that_version(tmp_path: Path) -> None:
         await dp.registry.start()
         assert dp.ready()
         assert (await dp.infer(req("good"))).outputs["y"][0, 0] == 1.0
-        with pytest.raises(Unavailable, match="no ready version.*failed: artifact corrupt: model.onnx"):
+        with pytest.raises(Unavailable, match=r"no ready version.*failed: artifact corrupt: model\.onnx"):
             await dp.infer(req("bad"))
         ready, reason = dp.model_ready("bad")
         assert not ready and "artifact corrupt" in reason

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -39,7 +38,12 @@ def post(server: Server, body: object | bytes, **kw: object) -> requests.Respons
 def test_predict_default_version_label_and_named_inputs(server: Server) -> None:
     r = post(server, {"model": "m", "inputs": [[1, 2, 3, 4]]})
     assert r.status_code == 200, r.text
-    assert r.json() == {"model": "m", "version": 2, "runtime": "onnx", "outputs": {"y": [[2.0, 4.0, 6.0, 8.0]]}}
+    assert r.json() == {
+        "model": "m",
+        "version": 2,
+        "runtime": "onnx",
+        "outputs": {"y": [[2.0, 4.0, 6.0, 8.0]]},
+    }
     r = post(server, {"model": "m", "label": "stable", "inputs": {"x": [[1, 2, 3, 4], [0, 0, 0, 1]]}})
     assert r.status_code == 200 and r.json()["version"] == 1
     assert r.json()["outputs"]["y"] == [[1, 2, 3, 4], [0, 0, 0, 1]]
@@ -60,7 +64,9 @@ def test_health_list_readiness_and_openapi(server: Server) -> None:
     assert "artifact missing: model.onnx" in models["broken"]["versions"][0]["error"]
     assert requests.get(server.url + "/readyz/m", timeout=5).json()["ready"] is True
     r = requests.get(server.url + "/readyz/broken", timeout=5)
-    assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "artifact missing" in r.json()["reason"]
+    assert (
+        r.status_code == 503 and r.headers["Retry-After"] == "1" and "artifact missing" in r.json()["reason"]
+    )
     assert requests.get(server.url + "/readyz/none", timeout=5).status_code == 404
     spec = requests.get(server.url + "/v1/openapi.json", timeout=5).json()
     assert spec["openapi"].startswith("3.") and "/v1/predict" in spec["paths"]
@@ -73,7 +79,11 @@ def test_health_list_readiness_and_openapi(server: Server) -> None:
         (b"", 400, "empty request body"),
         ({"inputs": [[1, 2, 3, 4]]}, 400, "field 'model'"),
         ({"model": "m"}, 400, "field 'inputs' is required"),
-        ({"model": "m", "inputs": [[1, 2, 3]]}, 400, "expected shape [-1, 4] (first dimension = batch), got [1, 3]"),
+        (
+            {"model": "m", "inputs": [[1, 2, 3]]},
+            400,
+            "expected shape [-1, 4] (first dimension = batch), got [1, 3]",
+        ),
         ({"model": "m", "inputs": [["a", "b", "c", "d"]]}, 400, "expected numbers, got strings"),
         ({"model": "m", "inputs": [[True, False, True, False]]}, 400, "got booleans"),
         ({"model": "m", "inputs": []}, 400, "got [0]"),
@@ -86,7 +96,9 @@ def test_health_list_readiness_and_openapi(server: Server) -> None:
         ({"model": "m", "inputs": [[0.5] * 4] * 400}, 413, "limit is 4096 bytes"),
     ],
 )
-def test_errors_have_status_and_one_json_shape(server: Server, body: object, status: int, fragment: str) -> None:
+def test_errors_have_status_and_one_json_shape(
+    server: Server, body: object, status: int, fragment: str
+) -> None:
     r = post(server, body)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json"
