@@ -10,7 +10,7 @@ from starlette.routing import Route
 from service.dataplane import DataPlane
 from service.errors import NotFound
 from service.openapi import openapi_document
-from service.protocols import native
+from service.protocols import native, tfserving_rest, v2_rest
 from service.protocols.http import error_response, json_response
 
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -30,8 +30,11 @@ def build_app(dataplane: DataPlane | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *native.routes,
+            *tfserving_rest.routes,
+            *v2_rest.routes,
             Route("/v1/openapi.json", openapi, methods=["GET"]),
             Route("/v1/{path:path}", not_found, methods=ALL_METHODS),
+            Route("/v2/{path:path}", not_found, methods=ALL_METHODS),
         ]
     )
     app.state.dataplane = dataplane

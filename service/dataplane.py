@@ -68,7 +68,7 @@ def validate_inputs(metadata: ModelMetadata, given: dict[str | None, np.ndarray]
     rows: int | None = None
     for name, spec in specs.items():
         array = given[name]
-        if array.dtype.kind not in "iuf":
+        if array.dtype.kind not in "iufb":
             raise InvalidInput(
                 f"input {name!r}: expected {spec.dtype}, got {array.dtype}", expected=spec.dtype
             )
@@ -155,6 +155,24 @@ class DataPlane:
         if name not in self.registry.models:
             raise NotFound(f"model {name!r} not found; available models: {self.model_names()}")
         return [sv for _, sv in sorted(self.registry.models[name].items())]
+
+    def find(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
+        """A version for status or metadata, whatever its state: the named one, the label's, or else the
+        default (or the newest known) version. 404 only."""
+        versions = self.versions(name)
+        if label is not None:
+            labels = self.registry.policy(name).labels
+            if label not in labels:
+                raise NotFound(f"label {label!r} of model {name!r} not found; labels: {sorted(labels)}")
+            version = labels[label]
+        if version is None:
+            return self.registry.default_version(name) or versions[-1]
+        for sv in versions:
+            if sv.version == version:
+                return sv
+        raise NotFound(
+            f"version {version} of model {name!r} not found; known versions: {[v.version for v in versions]}"
+        )
 
     def describe(self, name: str) -> dict[str, Any]:
         """The native model description: default version, labels and each version's state and signature."""

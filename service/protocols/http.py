@@ -20,8 +20,9 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(dumps(obj), status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(error: ServingError) -> Response:
-    return json_response(error.body(), status_of(error)[0], error.headers())
+def error_response(error: ServingError, body: Callable[[ServingError], Any] = ServingError.body) -> Response:
+    """The error as JSON with its status and headers; ``body`` shapes the JSON (default: all details)."""
+    return json_response(body(error), status_of(error)[0], error.headers())
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -44,17 +45,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def guarded(handler: Handler) -> Handler:
+def guarded(handler: Handler, body: Callable[[ServingError], Any] = ServingError.body) -> Handler:
     """Turn :class:`ServingError` into its JSON error and anything else into a 500 without internals."""
 
     async def wrapper(request: Request) -> Response:
         try:
             return await handler(request)
         except ServingError as exc:
-            return error_response(exc)
+            return error_response(exc, body)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error_response(InternalError())
+            return error_response(InternalError(), body)
 
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
