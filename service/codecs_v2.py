@@ -79,30 +79,54 @@ def _decode_tensor(tensor: Any, binary: memoryview) -> tuple[np.ndarray, int]:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
-    if datatype not in V2_TO_NUMPY:
-        raise InvalidInput(
-            f"input {name!r}: datatype {datatype!r} is not supported; expected one of {sorted(V2_TO_NUMPY)}"
-        )
-    dtype = V2_TO_NUMPY[datatype]
-    count = math.prod(shape)
+    check_header(name, shape, datatype)
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
-        if size != count * dtype.itemsize or size > len(binary):
+        if not isinstance(size, int) or size > len(binary):
             raise InvalidInput(
-                f"input {name!r}: binary_data_size {size} does not fit shape {shape} of {datatype} "
-                f"({count * dtype.itemsize} bytes expected, {len(binary)} available)"
+                f"input {name!r}: binary_data_size {size!r} but only {len(binary)} bytes follow the header"
             )
-        return np.frombuffer(binary[:size], dtype=dtype).reshape(shape), size
+        return array_from_bytes(name, binary[:size], datatype, shape), size
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
     values = json_to_array(tensor["data"], name) if datatype != "BOOL" else np.asarray(tensor["data"])
+    return array_from_values(name, values, datatype, shape), 0
+
+
+def array_from_bytes(name: str, raw: bytes | memoryview, datatype: str, shape: list[int]) -> np.ndarray:
+    """A tensor from little-endian row-major bytes (V2 binary extension, gRPC raw contents)."""
+    dtype = V2_TO_NUMPY[datatype]
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidInput(
+            f"input {name!r}: binary_data_size {len(raw)} does not fit shape {shape} of {datatype} "
+            f"({expected} bytes expected)"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def array_from_values(name: str, values: np.ndarray, datatype: str, shape: list[int]) -> np.ndarray:
+    """A tensor from decoded values (JSON ``data``, gRPC typed contents), checked against ``shape``."""
+    count = math.prod(shape)
     if datatype == "BOOL" and values.dtype.kind != "b":
         raise InvalidInput(f"input {name!r}: datatype BOOL needs true/false values, got {values.dtype}")
     if values.size != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, got {values.size}")
-    if values.dtype.kind == "f" and dtype.kind in "iu":
+    if values.dtype.kind == "f" and V2_TO_NUMPY[datatype].kind in "iu":
         raise InvalidInput(f"input {name!r}: datatype {datatype} needs integers, got fractional numbers")
-    return values.astype(dtype, copy=False).reshape(shape), 0
+    return values.astype(V2_TO_NUMPY[datatype], copy=False).reshape(shape)
+
+
+def check_header(name: str, shape: Any, datatype: Any) -> None:
+    """400 unless ``shape`` is a list of non-negative ints and ``datatype`` a supported numeric type."""
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if datatype not in V2_TO_NUMPY:
+        raise InvalidInput(
+            f"input {name!r}: datatype {datatype!r} is not supported; expected one of {sorted(V2_TO_NUMPY)}"
+        )
 
 
 def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, dict[str, bool]]:

@@ -9,11 +9,13 @@ import asyncio
 import logging
 
 import bentoml
+import grpc
 
 from service.app import build_app
 from service.bento_tuning import freeze_heap, patch_timeout_middleware
 from service.dataplane import DataPlane
 from service.lifecycle import ModelRegistry
+from service.protocols.grpc_server import start_grpc, stop_grpc
 from service.settings import get_settings
 
 patch_timeout_middleware()
@@ -38,6 +40,7 @@ class ModelServer:
         self.registry = ModelRegistry(settings)
         app.state.dataplane = DataPlane(self.registry)
         self._start: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
 
     @bentoml.on_startup
     async def start_models(self) -> None:
@@ -47,12 +50,14 @@ class ModelServer:
             await self.registry.start()
             freeze_heap()
 
+        self._grpc = await start_grpc(app.state.dataplane, settings)
         self._start = asyncio.get_running_loop().create_task(load())
 
     @bentoml.on_shutdown
     async def stop_models(self) -> None:
         if self._start is not None:
             self._start.cancel()
+        await stop_grpc(self._grpc)
         await self.registry.close()
 
     def __is_ready__(self) -> bool:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         30.0, gt=0, description="BentoML traffic timeout per request (504 after)."
     )
+    grpc_host: str = Field("127.0.0.1", description="Address the gRPC servers bind to.")
+    grpc_tfserving_port: int = Field(8500, ge=0, description="TF Serving gRPC port (0 disables).")
+    grpc_v2_port: int = Field(8001, ge=0, description="KServe V2 gRPC port (0 disables).")
     access_log: bool = Field(False, description="BentoML access log (costs ~10 % throughput).")
 
 

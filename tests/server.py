@@ -28,6 +28,8 @@ class Server:
         self.repo = repo
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tf_grpc = f"127.0.0.1:{free_port()}"
+        self.v2_grpc = f"127.0.0.1:{free_port()}"
         self.log_path = log_path
         self.env = {
             **os.environ,
@@ -35,6 +37,8 @@ class Server:
             "SERVING_PORT": str(self.port),
             "SERVING_WORKERS": str(workers),
             "SERVING_POLL_INTERVAL_S": "0.5",
+            "SERVING_GRPC_TFSERVING_PORT": self.tf_grpc.rsplit(":", 1)[1],
+            "SERVING_GRPC_V2_PORT": self.v2_grpc.rsplit(":", 1)[1],
             "BENTOML_HOME": str(log_path.parent / "bentoml-home"),
             **env,
         }
@@ -63,7 +67,7 @@ class Server:
             try:
                 if requests.get(self.url + path, timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"server not {path} after {timeout}s:\n{self.log()}")
