@@ -22,6 +22,7 @@ patch_timeout_middleware()
 settings = get_settings()
 app = build_app()
 log = logging.getLogger("service")
+log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log
 
 
 @bentoml.service(

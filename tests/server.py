@@ -45,6 +45,14 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0, wait_ready: bool = True) -> Server:
+        """Start the server and wait for ``/readyz`` (or ``/livez``); stops it again if that fails."""
+        try:
+            return self._start(timeout, wait_ready)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float, wait_ready: bool) -> Server:
         bentoml = Path(sys.executable).with_name("bentoml")
         cmd = [
             str(bentoml),
