@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from service.errors import InternalError, InvalidInput, NotFound, Overloaded, ServingError, status_of
-from service.lifecycle import ModelRegistry, ServedVersion, State
+from service.lifecycle import ModelRegistry
 from service.metrics import get_metrics
 from service.schema import ModelMetadata, TensorSpec
+from service.versions import ServedVersion, State
 
 log = logging.getLogger("service.dataplane")
 Tensors = dict[str, np.ndarray]

@@ -24,7 +24,9 @@ def free_port() -> int:
 class Server:
     """A BentoML server over ``repo``; use as a context manager. Logs go to ``log_path``."""
 
-    def __init__(self, repo: Path, log_path: Path, workers: int = 1, **env: str) -> None:
+    def __init__(
+        self, repo: Path, log_path: Path, workers: int = 1, start_timeout: float = 90.0, **env: str
+    ) -> None:
         self.repo = repo
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -43,11 +45,12 @@ class Server:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_timeout = start_timeout
 
-    def start(self, timeout: float = 90.0, wait_ready: bool = True) -> Server:
+    def start(self, timeout: float | None = None, wait_ready: bool = True) -> Server:
         """Start the server and wait for ``/readyz`` (or ``/livez``); stops it again if that fails."""
         try:
-            return self._start(timeout, wait_ready)
+            return self._start(timeout or self.start_timeout, wait_ready)
         except BaseException:
             self.stop()
             raise

@@ -10,8 +10,8 @@ import grpc
 from service.codecs_tfserving import TF_DTYPE_NAMES, array_to_tensor, tensor_to_array, tfserving_protos
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
-from service.lifecycle import ServedVersion, State
 from service.protocols.grpc_errors import grpc_guarded
+from service.versions import ServedVersion, State
 
 PROTOCOL = "tfserving_grpc"
 SIGNATURE = "serving_default"

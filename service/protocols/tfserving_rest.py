@@ -20,9 +20,9 @@ from starlette.routing import Route
 from service.codecs import json_to_array, loads
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput, ServingError
-from service.lifecycle import ServedVersion, State
 from service.metrics import observe_bytes
 from service.protocols.http import guarded, json_response, read_body
+from service.versions import ServedVersion, State
 
 PROTOCOL = "tfserving_rest"
 SIGNATURE = "serving_default"

@@ -12,9 +12,9 @@ from service import __version__
 from service.codecs_v2 import decode_inputs, encode_response, requested_outputs, split_body, v2_datatype
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
-from service.lifecycle import ServedVersion, State
 from service.metrics import observe_bytes
 from service.protocols.http import guarded, json_response, read_body
+from service.versions import ServedVersion, State
 
 PROTOCOL = "v2_rest"
 SERVER_NAME = "keras-serving"

@@ -62,22 +62,3 @@ class Runtime(ABC):
                 digest = hashlib.sha256(file.read_bytes()).hexdigest()
                 if digest != recorded[path]:
                     raise ArtifactError(f"artifact corrupt: {path} does not match its recorded sha256")
-
-
-def create_runtime(
-    kind: str, directory: Path, metadata: ModelMetadata, providers: list[str], threads: int
-) -> Runtime:
-    """Build (not load) the runtime ``kind``; heavy frameworks are imported only when asked for."""
-    if kind == "onnx":
-        from service.runtimes.onnx import OnnxRuntime
-
-        return OnnxRuntime(directory, metadata, providers=providers, threads=threads)
-    if kind == "tensorflow":
-        from service.runtimes.tensorflow import TensorflowRuntime
-
-        return TensorflowRuntime(directory, metadata)
-    if kind == "keras":
-        from service.runtimes.keras import KerasRuntime
-
-        return KerasRuntime(directory, metadata)
-    raise ValueError(f"unknown runtime {kind!r}; expected onnx, tensorflow or keras")

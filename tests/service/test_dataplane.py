@@ -10,8 +10,9 @@ import pytest
 
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput, NotFound, Unavailable
-from service.lifecycle import ModelRegistry, State
+from service.lifecycle import ModelRegistry
 from service.settings import Settings
+from service.versions import State
 from tests.service.modelfactory import remove_version, write_scale_version
 
 
