@@ -6,6 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+system_packages() {
+  # Debian packages the tests use: Prometheus + promtool (monitoring tests start their own), wrk (benchmark).
+  local need=()
+  command -v prometheus >/dev/null || need+=(prometheus)
+  command -v wrk >/dev/null || need+=(wrk)
+  python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+  [ ${#need[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "note: install ${need[*]} (Debian packages) for the full test suite" >&2
+  fi
+}
+
 setup() {
   [ -x .venv/bin/python ] || python3 -m venv .venv
   local stamp=.venv/.installed want
@@ -28,6 +43,7 @@ case "${1:-serve}" in
       --host "${SERVING_HOST:-127.0.0.1}" --port "${SERVING_PORT:-3000}"
     ;;
   test)
+    system_packages
     setup
     shift
     exec .venv/bin/pytest "$@"

@@ -53,6 +53,11 @@ def _concat(parts: list[Batch]) -> Batch:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
+def _signature(batch: Batch) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    """What must agree for two requests to share a batch: per input, the non-batch shape and dtype."""
+    return tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(batch.items()))
+
+
 def _slice(batch: Batch, start: int, stop: int) -> Batch:
     return {name: value[start:stop] for name, value in batch.items()}
 
@@ -121,46 +126,56 @@ class Batcher:
         return item.future
 
     def _take(self) -> list[_Item]:
-        items = [self._pending.popleft()]
-        rows = items[0].rows
-        while self._pending and rows + self._pending[0].rows <= self.max_batch_size:
+        """The oldest request plus queued ones that can join it (same shapes, within max_batch_size);
+        the others keep their order in the queue."""
+        first = self._pending.popleft()
+        items, rows, signature = [first], first.rows, _signature(first.inputs)
+        skipped: list[_Item] = []
+        while self._pending and rows < self.max_batch_size:
             item = self._pending.popleft()
-            items.append(item)
-            rows += item.rows
+            if rows + item.rows <= self.max_batch_size and _signature(item.inputs) == signature:
+                items.append(item)
+                rows += item.rows
+            else:
+                skipped.append(item)
+        self._pending.extendleft(reversed(skipped))
         self._pending_rows -= rows
         return items
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             if self.max_wait_s and self._pending_rows < self.max_batch_size:
                 await asyncio.sleep(max(0.0, self._pending[0].enqueued + self.max_wait_s - perf_counter()))
-            items = self._take()
-            live = [i for i in items if not i.future.done()]  # skip requests whose client went away
+            live = [i for i in self._take() if not i.future.done()]  # skip requests whose client went away
             if not live:
                 continue
-            batch = _concat([i.inputs for i in live])
-            started = perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run, batch)
-            except Exception as exc:
+                await self._run_batch(live)
+            except Exception as exc:  # the batch fails, the loop and every later batch go on
                 for item in live:
                     if not item.future.done():
                         item.future.set_exception(exc)
-                continue
-            finished = perf_counter()
-            total = sum(i.rows for i in live)
-            if self._on_batch is not None:
-                self._on_batch(total)
-            offset = 0
-            for item in live:
-                if not item.future.done():
-                    part = outputs if len(live) == 1 else _slice(outputs, offset, offset + item.rows)
-                    item.future.set_result((part, Timing(started - item.enqueued, finished - started, total)))
-                offset += item.rows
+
+    async def _run_batch(self, live: list[_Item]) -> None:
+        total = sum(i.rows for i in live)
+        started = perf_counter()
+        batch = _concat([i.inputs for i in live])
+        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        finished = perf_counter()
+        wrong = {name: len(v) for name, v in outputs.items() if len(v) != total}
+        if wrong:
+            raise RuntimeError(f"runtime returned {wrong} rows for a batch of {total}")
+        if self._on_batch is not None:
+            self._on_batch(total)
+        offset = 0
+        for item in live:
+            if not item.future.done():
+                part = outputs if len(live) == 1 else _slice(outputs, offset, offset + item.rows)
+                item.future.set_result((part, Timing(started - item.enqueued, finished - started, total)))
+            offset += item.rows
 
     async def close(self) -> None:
         """Stop the loop; queued requests fail with 503 (callers drain in-flight work first)."""

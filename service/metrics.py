@@ -8,6 +8,9 @@ included. Names all start with ``serving_``; the README's metrics table lists ea
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -68,6 +71,32 @@ class Metrics:
         self.response_bytes = Histogram(
             "serving_response_bytes", "Response body size.", ["model", "protocol"], buckets=BYTES_BUCKETS
         )
+        # BentoML's multiprocess /metrics has no process_* collector, so each worker reports its own.
+        self.process_cpu = Gauge(
+            "serving_process_cpu_seconds", "CPU time (user + system) used by this worker process.",
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.process_rss = Gauge(
+            "serving_process_resident_memory_bytes", "Resident memory of this worker process.",
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.sample_process()
+        threading.Thread(target=self._sample_forever, name="process-metrics", daemon=True).start()
+
+    def sample_process(self) -> None:
+        """Record this process's CPU time and resident memory now."""
+        times = os.times()
+        self.process_cpu.set(times.user + times.system)
+        try:
+            with open("/proc/self/statm") as fh:
+                self.process_rss.set(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        except OSError:  # not Linux: no RSS figure
+            pass
+
+    def _sample_forever(self, interval_s: float = 5.0) -> None:
+        while True:
+            time.sleep(interval_s)
+            self.sample_process()
 
     def set_state(self, model: str, version: int, state: str) -> None:
         """Mark ``state`` as the one state of a model version (the others go to 0)."""

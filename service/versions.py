@@ -7,6 +7,7 @@ warms it up off the event loop, and unloads it only after those requests have fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -120,6 +121,10 @@ class ServedVersion:
         if self.batcher is not None:
             await self.batcher.close()
         if self.runtime is not None:
+            with contextlib.suppress(KeyError):  # the info series goes with the runtime
+                get_metrics().info.remove(
+                    self.name, str(self.version), self.runtime_kind, self.runtime.provider
+                )
             await asyncio.to_thread(self.runtime.unload)
         self.state, self.runtime, self.batcher = State.UNLOADED, None, None
         get_metrics().set_state(self.name, self.version, "unloaded")

@@ -51,13 +51,16 @@ class KerasRuntime(Runtime):
         self._device = str(jax.devices()[0])
 
     def predict(self, inputs: Batch) -> Batch:
+        """Run a batch padded to the next power of two, so jit compiles a handful of shapes, not one per size."""
         if self._model is None:
             raise RuntimeError("predict() before load()")
         names = [i.name for i in self.metadata.inputs]
-        x = inputs[names[0]] if len(names) == 1 else [inputs[n] for n in names]
-        out = self._forward(*self._state, x)
+        rows = len(inputs[names[0]])
+        padded = 1 << max(rows - 1, 0).bit_length()
+        arrays = [_pad(inputs[n], padded) for n in names]
+        out = self._forward(*self._state, arrays[0] if len(arrays) == 1 else arrays)
         outs = out if isinstance(out, list | tuple) else [out]
-        return {spec.name: np.asarray(o) for spec, o in zip(self.metadata.outputs, outs, strict=True)}
+        return {spec.name: np.asarray(o)[:rows] for spec, o in zip(self.metadata.outputs, outs, strict=True)}
 
     def unload(self) -> None:
         self._model = None
@@ -66,3 +69,9 @@ class KerasRuntime(Runtime):
     @property
     def provider(self) -> str:
         return getattr(self, "_device", "none")
+
+
+def _pad(array: np.ndarray, rows: int) -> np.ndarray:
+    if len(array) == rows:
+        return array
+    return np.concatenate([array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])

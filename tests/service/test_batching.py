@@ -122,3 +122,41 @@ def test_max_wait_gathers_company_for_a_lone_burst() -> None:
 
     asyncio.run(main())
     assert runtime.sizes == [2]
+
+
+def test_requests_with_different_shapes_are_never_merged_and_the_loop_survives() -> None:
+    sizes: list[tuple[int, ...]] = []
+
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes.append(batch["x"].shape)
+        time.sleep(0.002)
+        return {"y": batch["x"].sum(axis=1, keepdims=True)}
+
+    async def main() -> list[float]:
+        batcher = Batcher(run, name="d", max_batch_size=64, max_wait_ms=5, max_queue_rows=1000)
+        outs = await asyncio.gather(
+            *(batcher.submit({"x": np.ones((1, 2 + i % 3), np.float32)}, 1) for i in range(30))
+        )
+        await batcher.close()
+        return [float(o["y"][0, 0]) for o, _ in outs]
+
+    assert asyncio.run(main()) == [2.0 + i % 3 for i in range(30)]
+    assert {s[1] for s in sizes} == {2, 3, 4} and max(s[0] for s in sizes) > 1
+
+
+def test_runtime_returning_wrong_row_count_fails_the_batch_not_the_loop() -> None:
+    calls = {"n": 0}
+
+    def run(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        return {"y": batch["x"][:1] if calls["n"] == 1 else batch["x"]}
+
+    async def main() -> None:
+        batcher = Batcher(run, name="w", max_batch_size=8, max_wait_ms=0, max_queue_rows=100)
+        with pytest.raises(RuntimeError, match="returned"):
+            await batcher.submit({"x": np.ones((3, 1), np.float32)}, 3)
+        out, _ = await batcher.submit({"x": np.ones((3, 1), np.float32)}, 3)
+        assert out["y"].shape == (3, 1)
+        await batcher.close()
+
+    asyncio.run(main())

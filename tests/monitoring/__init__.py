@@ -1,0 +1,1 @@
+"""Tests of the shipped monitoring: Prometheus config, alert rules and Grafana dashboards."""
