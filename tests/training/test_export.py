@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,8 +17,11 @@ from service.schema import ModelMetadata
 from tests.training.conftest import read_metadata
 from training import export as export_mod
 from training.cards import model_card
+from training.data import Dataset
 from training.export import ExportError, ParityError, check_parity, export
 from training.train import TrainConfig, load_data, train
+
+Trained = tuple[Any, Dataset, dict[str, float]]  # (keras.Model, data, metrics)
 
 EXPECTED_INPUTS = {"linear": "x", "mlp": "features", "cnn": "pixels", "rnn": "sequence"}
 
@@ -102,14 +107,14 @@ def test_no_staging_directory_is_left(quick_repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def linear_model():
+def linear_model() -> Trained:
     config = TrainConfig("linear", quick=True, progress=False)
     data = load_data(config)
     metrics, model = train(config, data)
     return model, data, metrics
 
 
-def _export(linear_model, repo: Path, **kwargs):
+def _export(linear_model: Trained, repo: Path, **kwargs: Any) -> dict[str, Any]:
     model, data, metrics = linear_model
     card = model_card("linear", data)
     return export(
@@ -124,7 +129,7 @@ def _export(linear_model, repo: Path, **kwargs):
     )
 
 
-def test_two_exports_give_versions_1_and_2(tmp_path: Path, linear_model) -> None:
+def test_two_exports_give_versions_1_and_2(tmp_path: Path, linear_model: Trained) -> None:
     first = _export(linear_model, tmp_path)
     onnx_1 = (tmp_path / "linear" / "1" / "model.onnx").read_bytes()
     second = _export(linear_model, tmp_path)
@@ -133,7 +138,9 @@ def test_two_exports_give_versions_1_and_2(tmp_path: Path, linear_model) -> None
     assert (tmp_path / "linear" / "1" / "model.onnx").read_bytes() == onnx_1, "version 1 is never rewritten"
 
 
-def test_a_taken_version_number_moves_on_to_the_next(tmp_path: Path, linear_model, monkeypatch) -> None:
+def test_a_taken_version_number_moves_on_to_the_next(
+    tmp_path: Path, linear_model: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _export(linear_model, tmp_path)
     before = read_metadata(tmp_path / "linear" / "1")
     monkeypatch.setattr(export_mod, "existing_versions", lambda _dir: [])  # a racing exporter's stale view
@@ -142,34 +149,36 @@ def test_a_taken_version_number_moves_on_to_the_next(tmp_path: Path, linear_mode
     assert read_metadata(tmp_path / "linear" / "1") == before
 
 
-def _crash_in_conversion(*_args, **_kwargs):
+def _crash_in_conversion(*_args: object, **_kwargs: object) -> None:
     raise RuntimeError("simulated crash while converting")
 
 
-def _crash_at_rename(*_args, **_kwargs):
-    raise OSError(errno.EIO, "simulated I/O error at rename")
-
-
-@pytest.mark.parametrize(
-    ("target", "crash", "error"),
-    [("convert_to_onnx", _crash_in_conversion, RuntimeError), ("os.rename", _crash_at_rename, OSError)],
-    ids=["mid-export", "at-rename"],
-)
+@pytest.mark.parametrize("stage", ["mid-export", "at-rename"])
 def test_a_crash_leaves_no_version_and_no_staging(
-    tmp_path: Path, linear_model, monkeypatch, target, crash, error
+    tmp_path: Path, linear_model: Trained, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
-    if target == "os.rename":
-        monkeypatch.setattr(export_mod.os, "rename", crash)
-    else:
-        monkeypatch.setattr(export_mod, target, crash)
-    with pytest.raises(error, match="simulated"):
+    if stage == "mid-export":
+        monkeypatch.setattr(export_mod, "convert_to_onnx", _crash_in_conversion)
+    else:  # everything written, metadata.json included; the final rename fails
+        real_rename = os.rename
+
+        def failing_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+            if Path(src).name.startswith(".staging-"):
+                assert (Path(src) / "metadata.json").is_file()
+                raise OSError(errno.EIO, "simulated I/O error at rename")
+            real_rename(src, dst)
+
+        monkeypatch.setattr(export_mod.os, "rename", failing_rename)
+    with pytest.raises((RuntimeError, OSError), match="simulated"):
         _export(linear_model, tmp_path)
-    leftovers = [p for p in tmp_path.rglob("*")]
+    leftovers = list(tmp_path.rglob("*"))
     assert not [p for p in leftovers if p.name.startswith(".staging")], leftovers
-    assert not (tmp_path / "linear").exists() or not any((tmp_path / "linear").iterdir())
+    assert not [p for p in leftovers if p.name == "metadata.json" or p.name.isdigit()], leftovers
 
 
-def test_export_refuses_formats_that_disagree(tmp_path: Path, linear_model, monkeypatch) -> None:
+def test_export_refuses_formats_that_disagree(
+    tmp_path: Path, linear_model: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A converter that shifts every ONNX weight by 1e-3 must be caught by the parity check."""
     import onnx
     from onnx import numpy_helper
@@ -194,7 +203,7 @@ def test_export_refuses_formats_that_disagree(tmp_path: Path, linear_model, monk
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
 
 
-def test_unwritable_repository_is_a_clear_error(tmp_path: Path, linear_model) -> None:
+def test_unwritable_repository_is_a_clear_error(tmp_path: Path, linear_model: Trained) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.raises(ExportError, match="not writable"):
