@@ -13,7 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.server import Server
-from tests.service.modelfactory import write_scale_version
+from tests.service.modelfactory import write_demo_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +21,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     repo = tmp_path_factory.mktemp("repo")
-    write_scale_version(repo, "m", 1, 1.0)
-    write_scale_version(repo, "m", 2, 2.0)
-    broken = write_scale_version(repo, "broken", 1, 1.0)
-    (broken / "model.onnx").write_bytes(b"xx")
-    (repo / "serving.yaml").write_text("models:\n  m:\n    policy: all\n    labels: {stable: 1, canary: 2}\n")
+    write_demo_repo(repo)
     with Server(repo, tmp_path_factory.mktemp("logs") / "server.log") as srv:
         yield srv
 

@@ -86,3 +86,19 @@ def write_scale_version(
 
 def remove_version(repo: Path, name: str, version: int) -> None:
     shutil.rmtree(repo / name / str(version))
+
+
+def write_demo_repo(repo: Path, *, broken: str = "corrupt", extra_policy: str = "") -> Path:
+    """The protocol tests' repository: model ``m`` with versions 1 (×1) and 2 (×2), both served, labels
+    ``stable`` → 1 and ``canary`` → 2; model ``broken`` whose ``model.onnx`` is ``corrupt`` or ``missing``.
+    ``extra_policy`` adds YAML lines to ``m``'s policy (indented by four spaces)."""
+    write_scale_version(repo, "m", 1, 1.0)
+    write_scale_version(repo, "m", 2, 2.0)
+    onnx_file = write_scale_version(repo, "broken", 1, 1.0) / "model.onnx"
+    if broken == "missing":
+        onnx_file.unlink()
+    else:
+        onnx_file.write_bytes(b"xx")
+    policy = "models:\n  m:\n    policy: all\n    labels: {stable: 1, canary: 2}\n" + extra_policy
+    (repo / "serving.yaml").write_text(policy)
+    return repo

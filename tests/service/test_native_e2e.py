@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.server import Server
-from tests.service.modelfactory import write_scale_version
+from tests.service.modelfactory import write_demo_repo, write_scale_version
 
 pytestmark = pytest.mark.e2e
 
@@ -17,14 +17,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     repo = tmp_path_factory.mktemp("repo")
-    write_scale_version(repo, "m", 1, 1.0)
-    write_scale_version(repo, "m", 2, 2.0)
+    write_demo_repo(repo, broken="missing", extra_policy="    max_wait_ms: 20\n    max_batch_size: 32\n")
     write_scale_version(repo, "loose", 1, 1.0, declared_width=-1)
-    broken = write_scale_version(repo, "broken", 1, 1.0)
-    (broken / "model.onnx").unlink()
-    (repo / "serving.yaml").write_text(
-        "models:\n  m:\n    policy: all\n    labels: {stable: 1}\n    max_wait_ms: 20\n    max_batch_size: 32\n"
-    )
     with Server(repo, tmp_path_factory.mktemp("logs") / "server.log", SERVING_MAX_BODY_BYTES="4096") as srv:
         yield srv
 
@@ -56,7 +50,7 @@ def test_health_list_readiness_and_openapi(server: Server) -> None:
     assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
     models = {m["name"]: m for m in requests.get(server.url + "/v1/models", timeout=5).json()["models"]}
     assert set(models) == {"m", "loose", "broken"}
-    assert models["m"]["default_version"] == 2 and models["m"]["labels"] == {"stable": 1}
+    assert models["m"]["default_version"] == 2 and models["m"]["labels"] == {"stable": 1, "canary": 2}
     v2 = models["m"]["versions"][1]
     assert v2["state"] == "ready" and v2["provider"] == "CPUExecutionProvider"
     assert v2["inputs"] == [{"name": "x", "dtype": "float32", "shape": [-1, 4]}]
