@@ -38,7 +38,7 @@ def openapi_document() -> dict[str, Any]:
     plain_ok = {"200": {"description": "OK"}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "keras-serving native API", "version": "1"},
+        "info": {"title": "keras-serving REST API (native, TF Serving, KServe V2)", "version": "1"},
         "paths": {
             "/v1/predict": {
                 "post": {
@@ -77,6 +77,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "Every served default version is loaded and warm", "responses": plain_ok}
             },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": plain_ok}},
+            **_compat_paths(),
         },
         "components": {
             "schemas": {
@@ -89,3 +90,47 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+
+
+def _path_param(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+
+
+def _compat_paths() -> dict[str, Any]:
+    """TF Serving and KServe V2 REST routes (their bodies follow those projects' own documents)."""
+    json_body = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    errors = {
+        "400": _error("Bad input"),
+        "404": _error("Unknown model/version/label"),
+        "503": _error("Not ready"),
+    }
+    ok = {"200": {"description": "OK"}}
+    paths: dict[str, Any] = {}
+    for suffix, params in (("", ()), ("/versions/{version}", ("version",)), ("/labels/{label}", ("label",))):
+        base = "/v1/models/{model}" + suffix
+        parameters = _path_param("model", *params)
+        tag = ["TF Serving REST"]
+        paths[base + ":predict"] = {"post": {"tags": tag, "summary": "TF Serving predict (instances or inputs)",
+                                             "parameters": parameters, "requestBody": json_body,
+                                             "responses": {**ok, **errors}}}  # fmt: skip
+        paths[base] = {"get": {"tags": tag, "summary": "Model version status", "parameters": parameters,
+                               "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+        paths[base + "/metadata"] = {"get": {"tags": tag, "summary": "Signature definition",
+                                             "parameters": parameters, "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+    v2 = ["KServe V2 REST"]
+    paths["/v2"] = {"get": {"tags": v2, "summary": "Server metadata", "responses": ok}}
+    paths["/v2/health/live"] = {"get": {"tags": v2, "summary": "Liveness", "responses": ok}}
+    paths["/v2/health/ready"] = {
+        "get": {"tags": v2, "summary": "Readiness", "responses": {**ok, "503": errors["503"]}}
+    }
+    for suffix, params in (("", ()), ("/versions/{version}", ("version",))):
+        base = "/v2/models/{model}" + suffix
+        parameters = _path_param("model", *params)
+        paths[base] = {"get": {"tags": v2, "summary": "Model metadata", "parameters": parameters,
+                               "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+        paths[base + "/ready"] = {"get": {"tags": v2, "summary": "Model readiness", "parameters": parameters,
+                                          "responses": {**ok, "503": errors["503"]}}}  # fmt: skip
+        paths[base + "/infer"] = {"post": {"tags": v2, "summary": "Inference (JSON or binary tensor extension)",
+                                           "parameters": parameters, "requestBody": json_body,
+                                           "responses": {**ok, **errors}}}  # fmt: skip
+    return paths

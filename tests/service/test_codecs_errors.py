@@ -58,3 +58,15 @@ def test_error_table_maps_each_class_to_http_and_grpc() -> None:
     assert Unavailable("x", retry_after_s=3).headers() == {"Retry-After": "3"}
     assert InvalidInput("bad", expected=[1]).body() == {"error": "bad", "expected": [1]}
     assert "Traceback" not in InternalError().message
+
+
+def test_openapi_lists_every_rest_route_of_the_app() -> None:
+    from starlette.routing import Route
+
+    from service.app import build_app
+    from service.openapi import openapi_document
+
+    documented = set(openapi_document()["paths"])
+    routes = {r.path for r in build_app().routes if isinstance(r, Route) and "{path:path}" not in r.path}
+    routes.discard("/v1/openapi.json")
+    assert routes <= documented, f"undocumented routes: {sorted(routes - documented)}"
