@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         description="Default extra wait for company before running a batch; 0 = run as soon as idle.",
     )
     max_queue_rows: int = Field(
-        4096, ge=1, description="Rows queued per model version before 503 (overload)."
+        16384, ge=1, description="Rows queued per model version before 503 (overload)."
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="BentoML traffic timeout per request (504 after)."
