@@ -8,9 +8,13 @@ they need no trained model; the real benchmark uses ``models/cnn/<latest>``.
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.schema import ModelMetadata
@@ -51,33 +55,63 @@ def cnn_onnx(seed: int = 0) -> bytes:
     return model.SerializeToString()
 
 
-def write_synthetic_cnn(repo: Path, name: str = "cnn", version: int = 1) -> Path:
-    """Write ``repo/name/version/{model.onnx, metadata.json}`` and return that folder."""
-    folder = repo / name / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    data = cnn_onnx()
-    (folder / "model.onnx").write_bytes(data)
+def write_onnx_version(
+    repo: Path,
+    name: str,
+    version: int,
+    onnx_bytes: bytes,
+    *,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    example: dict[str, Any],
+    labels: list[str] | None = None,
+    metrics: dict[str, float] | None = None,
+    input_contract: str = "synthetic model",
+) -> Path:
+    """Write ``repo/name/version/{model.onnx, metadata.json}`` atomically (staging folder + rename,
+    as the exporter does) and return the version folder."""
+    staging = repo / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    (staging / "model.onnx").write_bytes(onnx_bytes)
     metadata = ModelMetadata(
         name=name,
         version=version,
-        created="synthetic",
-        inputs=[{"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28, 1]}],
-        outputs=[{"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
-        labels=[str(i) for i in range(10)],
-        input_contract="raw",
-        example={"pixels": np.zeros((1, 28, 28, 1)).tolist()},
-        metrics={},
-        dataset={},
-        training_seconds=0,
-        framework_versions={},
-        artifacts={"model.onnx": hashlib.sha256(data).hexdigest()},
+        created="2026-01-01T00:00:00Z",
+        inputs=inputs,
+        outputs=outputs,
+        labels=labels,
+        input_contract=input_contract,
+        example=example,
+        metrics=metrics or {},
+        dataset={"name": "synthetic"},
+        training_seconds=0.0,
+        framework_versions={"onnx": onnx.__version__},
+        artifacts={"model.onnx": hashlib.sha256(onnx_bytes).hexdigest()},
         parity={
             "samples": 256,
             "tolerance": 1e-5,
-            "onnx_vs_saved_model": 0,
-            "onnx_vs_keras": 0,
+            "onnx_vs_saved_model": 0.0,
+            "onnx_vs_keras": 0.0,
             "passed": True,
         },
     )
-    (folder / "metadata.json").write_text(metadata.model_dump_json())
-    return folder
+    (staging / "metadata.json").write_text(metadata.model_dump_json(indent=1))
+    target = repo / name / str(version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, target)
+    return target
+
+
+def write_synthetic_cnn(repo: Path, name: str = "cnn", version: int = 1) -> Path:
+    """Write the synthetic CNN as ``repo/name/version`` and return that folder."""
+    return write_onnx_version(
+        repo,
+        name,
+        version,
+        cnn_onnx(),
+        inputs=[{"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28, 1]}],
+        outputs=[{"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
+        labels=[str(i) for i in range(10)],
+        example={"pixels": np.zeros((1, 28, 28, 1)).tolist()},
+        input_contract="raw pixels 0-255",
+    )

@@ -7,18 +7,14 @@ the training step is skipped (the training pipeline has its own tests, and e2e t
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from service.schema import ModelMetadata
+from bench.synthetic import write_onnx_version
 
 
 def _scale_model(scale: float, shape: list[int]) -> bytes:
@@ -51,37 +47,17 @@ def write_scale_version(
     shape = shape or [-1, 4]
     declared = shape if declared_width == 4 else [-1, declared_width]
     example = np.zeros([1, *shape[1:]], np.float32) + 1.0
-    staging = repo / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    data = _scale_model(scale, shape)
-    (staging / "model.onnx").write_bytes(data)
-    metadata = ModelMetadata(
-        name=name,
-        version=version,
-        created="2026-01-01T00:00:00Z",
+    return write_onnx_version(
+        repo,
+        name,
+        version,
+        _scale_model(scale, shape),
         inputs=[{"name": "x", "dtype": "float32", "shape": declared}],
         outputs=[{"name": "y", "dtype": "float32", "shape": shape}],
         labels=labels,
-        input_contract="four float32 features",
         example={"x": example.tolist()},
         metrics={"scale": scale},
-        dataset={"name": "none"},
-        training_seconds=0.0,
-        framework_versions={"onnx": onnx.__version__},
-        artifacts={"model.onnx": hashlib.sha256(data).hexdigest()},
-        parity={
-            "samples": 256,
-            "tolerance": 1e-5,
-            "onnx_vs_saved_model": 0.0,
-            "onnx_vs_keras": 0.0,
-            "passed": True,
-        },
     )
-    (staging / "metadata.json").write_text(json.dumps(metadata.model_dump(), indent=1))
-    target = repo / name / str(version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, target)
-    return target
 
 
 def remove_version(repo: Path, name: str, version: int) -> None:
