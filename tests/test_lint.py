@@ -1,0 +1,17 @@
+"""The code stays ruff-clean (lint and format), as the project's style requires."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+def test_ruff_check_and_format_are_clean() -> None:
+    for args in (["check", "."], ["format", "--check", "."]):
+        out = subprocess.run([str(RUFF), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"ruff {' '.join(args)}:\n{out.stdout[-3000:]}{out.stderr[-1000:]}"
