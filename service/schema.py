@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
-ARTIFACT_FILES = ("model.onnx", "model.keras", "saved_model")
 SUPPORTED_DTYPES = ("float32", "float64", "int32", "int64")
 
 
