@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from functools import lru_cache
-from typing import Any
 
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.075,
@@ -110,8 +109,8 @@ def get_metrics() -> Metrics:
     return Metrics()
 
 
-def observe_bytes(kind: str, model: str, protocol: str, size: int) -> None:
-    """Record a request (``kind='request'``) or response payload size."""
+def observe_payload(model: str, protocol: str, request_bytes: int, response_bytes: int) -> None:
+    """Record the request and response body sizes of one answered request."""
     m = get_metrics()
-    hist: Any = m.request_bytes if kind == "request" else m.response_bytes
-    hist.labels(model, protocol).observe(size)
+    m.request_bytes.labels(model, protocol).observe(request_bytes)
+    m.response_bytes.labels(model, protocol).observe(response_bytes)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from service.codecs import json_to_array, loads
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
-from service.metrics import observe_bytes
+from service.metrics import observe_payload
 from service.protocols.http import guarded, json_response, read_body
 
 PROTOCOL = "native"
@@ -76,8 +76,7 @@ async def predict(request: Request) -> Response:
             "outputs": result.outputs,
         }
     )
-    observe_bytes("request", result.model, PROTOCOL, len(body))
-    observe_bytes("response", result.model, PROTOCOL, len(response.body))
+    observe_payload(result.model, PROTOCOL, len(body), len(response.body))
     return response
 
 

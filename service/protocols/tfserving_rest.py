@@ -20,7 +20,7 @@ from starlette.routing import Route
 from service.codecs import json_to_array, loads
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput, ServingError
-from service.metrics import observe_bytes
+from service.metrics import observe_payload
 from service.protocols.http import guarded, json_response, read_body
 from service.versions import ServedVersion, State
 
@@ -112,8 +112,7 @@ async def predict(request: Request) -> Response:
     inputs, row = parse_predict(payload)
     result = await dataplane.infer(InferenceRequest(name, inputs, PROTOCOL, version=version, label=label))
     response = json_response(format_outputs(result.outputs, row))
-    observe_bytes("request", result.model, PROTOCOL, len(body))
-    observe_bytes("response", result.model, PROTOCOL, len(response.body))
+    observe_payload(result.model, PROTOCOL, len(body), len(response.body))
     return response
 
 

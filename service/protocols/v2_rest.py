@@ -12,7 +12,7 @@ from service import __version__
 from service.codecs_v2 import decode_inputs, encode_response, requested_outputs, split_body, v2_datatype
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
-from service.metrics import observe_bytes
+from service.metrics import observe_payload
 from service.protocols.http import guarded, json_response, read_body
 from service.versions import ServedVersion, State
 
@@ -100,8 +100,7 @@ async def infer(request: Request) -> Response:
     if "id" in payload:
         header["id"] = payload["id"]
     content, header_length = encode_response(header, result.outputs, binary_out)
-    observe_bytes("request", result.model, PROTOCOL, len(body))
-    observe_bytes("response", result.model, PROTOCOL, len(content))
+    observe_payload(result.model, PROTOCOL, len(body), len(content))
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(
