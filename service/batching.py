@@ -39,23 +39,27 @@ class Timing:
     batch_rows: int
 
 
+def _signature(batch: Batch) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    """What must agree for two requests to share a batch: per input, the non-batch shape and dtype."""
+    return tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(batch.items()))
+
+
 @dataclass
 class _Item:
     inputs: Batch
     rows: int
     future: asyncio.Future[tuple[Batch, Timing]]
     enqueued: float = field(default_factory=perf_counter)
+    signature: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+
+    def __post_init__(self) -> None:
+        self.signature = _signature(self.inputs)
 
 
 def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-
-
-def _signature(batch: Batch) -> tuple[tuple[str, tuple[int, ...], str], ...]:
-    """What must agree for two requests to share a batch: per input, the non-batch shape and dtype."""
-    return tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(batch.items()))
 
 
 def _slice(batch: Batch, start: int, stop: int) -> Batch:
@@ -129,11 +133,11 @@ class Batcher:
         """The oldest request plus queued ones that can join it (same shapes, within max_batch_size);
         the others keep their order in the queue."""
         first = self._pending.popleft()
-        items, rows, signature = [first], first.rows, _signature(first.inputs)
+        items, rows = [first], first.rows
         skipped: list[_Item] = []
         while self._pending and rows < self.max_batch_size:
             item = self._pending.popleft()
-            if rows + item.rows <= self.max_batch_size and _signature(item.inputs) == signature:
+            if rows + item.rows <= self.max_batch_size and item.signature == first.signature:
                 items.append(item)
                 rows += item.rows
             else:

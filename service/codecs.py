@@ -51,3 +51,12 @@ def _describe(array: np.ndarray) -> str:
     if kind == "O":
         return "non-numeric values (null, objects or mixed types)"
     return str(array.dtype)
+
+
+def parse_version(raw: str | None) -> int | None:
+    """A version from a path or message field: ``None``/empty -> default version, else a positive int (400)."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"version must be a positive integer, got {raw!r}")
+    return int(raw)

@@ -162,10 +162,7 @@ class DataPlane:
         default (or the newest known) version. 404 only."""
         versions = self.versions(name)
         if label is not None:
-            labels = self.registry.policy(name).labels
-            if label not in labels:
-                raise NotFound(f"label {label!r} of model {name!r} not found; labels: {sorted(labels)}")
-            version = labels[label]
+            version = self.registry.label_version(name, label)
         if version is None:
             return self.registry.default_version(name) or versions[-1]
         for sv in versions:

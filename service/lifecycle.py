@@ -45,15 +45,19 @@ class ModelRegistry:
         ready = [sv for sv in self.live_versions(name) if sv.state is State.READY]
         return ready[-1] if ready else None
 
+    def label_version(self, name: str, label: str) -> int:
+        """The version ``label`` points to in ``serving.yaml``; 404 listing the labels otherwise."""
+        labels = self.policy(name).labels
+        if label not in labels:
+            raise NotFound(f"label {label!r} of model {name!r} not found; labels: {sorted(labels)}")
+        return labels[label]
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
         """The version a request addresses; raises 404 for unknown names and 503 for versions not ready."""
         if name not in self.models:
             raise NotFound(f"model {name!r} not found; available models: {sorted(self.models)}")
         if label is not None:
-            labels = self.policy(name).labels
-            if label not in labels:
-                raise NotFound(f"label {label!r} of model {name!r} not found; labels: {sorted(labels)}")
-            version = labels[label]
+            version = self.label_version(name, label)
         if version is None:
             sv = self.default_version(name)
             if sv is None:

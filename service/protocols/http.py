@@ -10,10 +10,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.codecs import dumps
+from service.dataplane import DataPlane
 from service.errors import InternalError, InvalidInput, PayloadTooLarge, ServingError, status_of
 
 log = logging.getLogger("service.http")
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def dataplane_of(request: Request) -> DataPlane:
+    """The data plane the service attached to the app."""
+    return request.app.state.dataplane  # type: ignore[no-any-return]
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -17,16 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.codecs import json_to_array, loads
-from service.dataplane import DataPlane, InferenceRequest
+from service.dataplane import InferenceRequest
 from service.errors import InvalidInput
 from service.metrics import observe_payload
-from service.protocols.http import guarded, json_response, read_body
+from service.protocols.http import dataplane_of, guarded, json_response, read_body
 
 PROTOCOL = "native"
-
-
-def _dataplane(request: Request) -> DataPlane:
-    return request.app.state.dataplane  # type: ignore[no-any-return]
 
 
 def parse_predict(payload: Any) -> InferenceRequest:
@@ -64,7 +60,7 @@ def parse_predict(payload: Any) -> InferenceRequest:
 @guarded
 async def predict(request: Request) -> Response:
     """Run one (batched) prediction."""
-    dataplane = _dataplane(request)
+    dataplane = dataplane_of(request)
     body = await read_body(request, dataplane.registry.settings.max_body_bytes)
     infer = parse_predict(loads(body))
     result = await dataplane.infer(infer)
@@ -83,14 +79,14 @@ async def predict(request: Request) -> Response:
 @guarded
 async def list_models(request: Request) -> Response:
     """Every model with its versions, states, signatures, labels and default version."""
-    dataplane = _dataplane(request)
+    dataplane = dataplane_of(request)
     return json_response({"models": [dataplane.describe(n) for n in dataplane.model_names()]})
 
 
 @guarded
 async def model_ready(request: Request) -> Response:
     """200 when the model has a ready default version, else 503 with the reason."""
-    ready, reason = _dataplane(request).model_ready(request.path_params["model"])
+    ready, reason = dataplane_of(request).model_ready(request.path_params["model"])
     headers = None if ready else {"Retry-After": "1"}
     return json_response({"model": request.path_params["model"], "ready": ready, "reason": reason},
                          200 if ready else 503, headers)  # fmt: skip

@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.codecs import json_to_array, loads
-from service.dataplane import DataPlane, InferenceRequest
+from service.codecs import json_to_array, loads, parse_version
+from service.dataplane import InferenceRequest
 from service.errors import InvalidInput, ServingError
 from service.metrics import observe_payload
-from service.protocols.http import guarded, json_response, read_body
+from service.protocols.http import dataplane_of, guarded, json_response, read_body
 from service.versions import ServedVersion, State
 
 PROTOCOL = "tfserving_rest"
@@ -45,10 +45,7 @@ tf_guarded = partial(guarded, body=_error_body)
 
 def _target(request: Request) -> tuple[str, int | None, str | None]:
     params = request.path_params
-    raw = params.get("version")
-    if raw is not None and (not raw.isdigit() or int(raw) < 1):
-        raise InvalidInput(f"version must be a positive integer, got {raw!r}")
-    return params["model"], int(raw) if raw is not None else None, params.get("label")
+    return params["model"], parse_version(params.get("version")), params.get("label")
 
 
 def _decode_b64(value: Any) -> Any:
@@ -103,7 +100,7 @@ def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
 
 @tf_guarded
 async def predict(request: Request) -> Response:
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = dataplane_of(request)
     name, version, label = _target(request)
     body = await read_body(request, dataplane.registry.settings.max_body_bytes)
     payload = loads(body)
@@ -127,7 +124,7 @@ def version_status(sv: ServedVersion) -> dict[str, Any]:
 
 @tf_guarded
 async def status(request: Request) -> Response:
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = dataplane_of(request)
     name, version, label = _target(request)
     if version is None and label is None:
         versions = dataplane.versions(name)
@@ -163,7 +160,7 @@ def signature_def(sv: ServedVersion) -> dict[str, Any]:
 
 @tf_guarded
 async def metadata(request: Request) -> Response:
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = dataplane_of(request)
     name, version, label = _target(request)
     sv = dataplane.find(name, version, label)
     return json_response(

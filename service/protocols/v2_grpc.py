@@ -10,6 +10,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service import __version__
+from service.codecs import parse_version
 from service.codecs_v2 import array_from_bytes, array_from_values, check_header, v2_datatype
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
@@ -23,14 +24,6 @@ _CONTENTS = {
     "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
     "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
 }  # fmt: skip
-
-
-def _version(raw: str) -> int | None:
-    if raw == "":
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput(f"model_version must be a positive integer, got {raw!r}")
-    return int(raw)
 
 
 def decode_inputs(request: Any) -> dict[str | None, np.ndarray]:
@@ -66,7 +59,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
 
     @grpc_guarded
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        sv = self.dataplane.find(request.name, _version(request.version))
+        sv = self.dataplane.find(request.name, parse_version(request.version))
         return service_pb2.ModelReadyResponse(ready=sv.state is State.READY)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -76,7 +69,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
 
     @grpc_guarded
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        sv = self.dataplane.find(request.name, _version(request.version))
+        sv = self.dataplane.find(request.name, parse_version(request.version))
         versions = [v.version for v in self.dataplane.versions(request.name) if v.state is not State.UNLOADED]
         doc = model_metadata(sv, versions)
         response = service_pb2.ModelMetadataResponse(
@@ -95,7 +88,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: 
                 request.model_name,
                 decode_inputs(request),
                 PROTOCOL,
-                version=_version(request.model_version),
+                version=parse_version(request.model_version),
                 outputs=wanted,
             )
         )

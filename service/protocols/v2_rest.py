@@ -9,11 +9,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import __version__
+from service.codecs import parse_version
 from service.codecs_v2 import decode_inputs, encode_response, requested_outputs, split_body, v2_datatype
-from service.dataplane import DataPlane, InferenceRequest
-from service.errors import InvalidInput
+from service.dataplane import InferenceRequest
 from service.metrics import observe_payload
-from service.protocols.http import guarded, json_response, read_body
+from service.protocols.http import dataplane_of, guarded, json_response, read_body
 from service.versions import ServedVersion, State
 
 PROTOCOL = "v2_rest"
@@ -21,17 +21,8 @@ SERVER_NAME = "keras-serving"
 EXTENSIONS = ["binary_tensor_data", "model_repository_metadata"]
 
 
-def _dataplane(request: Request) -> DataPlane:
-    return request.app.state.dataplane  # type: ignore[no-any-return]
-
-
 def _version(request: Request) -> int | None:
-    raw = request.path_params.get("version")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput(f"version must be a positive integer, got {raw!r}")
-    return int(raw)
+    return parse_version(request.path_params.get("version"))
 
 
 def model_metadata(sv: ServedVersion, all_versions: list[int]) -> dict[str, Any]:
@@ -64,13 +55,13 @@ async def live(_: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    is_ready = _dataplane(request).ready()
+    is_ready = dataplane_of(request).ready()
     return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
 
 @guarded
 async def metadata(request: Request) -> Response:
-    dataplane = _dataplane(request)
+    dataplane = dataplane_of(request)
     name = request.path_params["model"]
     sv = dataplane.find(name, _version(request))
     versions = [v.version for v in dataplane.versions(name) if v.state is not State.UNLOADED]
@@ -79,7 +70,7 @@ async def metadata(request: Request) -> Response:
 
 @guarded
 async def model_ready(request: Request) -> Response:
-    dataplane = _dataplane(request)
+    dataplane = dataplane_of(request)
     sv = dataplane.find(request.path_params["model"], _version(request))
     ok = sv.state is State.READY
     return json_response({"name": sv.name, "ready": ok}, 200 if ok else 503)
@@ -87,7 +78,7 @@ async def model_ready(request: Request) -> Response:
 
 @guarded
 async def infer(request: Request) -> Response:
-    dataplane = _dataplane(request)
+    dataplane = dataplane_of(request)
     name = request.path_params["model"]
     body = await read_body(request, dataplane.registry.settings.max_body_bytes)
     payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
