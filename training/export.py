@@ -1,11 +1,11 @@
 """Export a trained model as a new version of the model repository, atomically.
 
 ``<repo>/<name>/<version>/`` receives ``saved_model/`` (``model.export``), ``model.onnx`` (tf2onnx from
-that SavedModel), ``model.keras`` and ``metadata.json`` (validated against
-:class:`service.schema.ModelMetadata`). Everything is written into ``<repo>/.staging-<uuid>/`` (a dot
-directory the server ignores), checked (ONNX Runtime vs the SavedModel signature and vs the reloaded
-``.keras`` model), then renamed to the next free version number. Any failure removes the staging
-directory, so no partial version ever appears.
+that SavedModel, then the exact rewrites of :mod:`training.onnx_graph`), ``model.keras`` and
+``metadata.json`` (validated against :class:`service.schema.ModelMetadata`). Everything is written into
+``<repo>/.staging-<uuid>/`` (a dot directory the server ignores), checked (ONNX Runtime vs the SavedModel
+signature and vs the reloaded ``.keras`` model), then renamed to the next free version number. Any failure
+removes the staging directory, so no partial version ever appears.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 
 from service.schema import ModelMetadata
 from training.cards import Card
+from training.onnx_graph import simplify
 
 PARITY_TOLERANCE = 1e-5
 ONNX_OPSET = 17
@@ -228,6 +229,7 @@ def export(
             model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
             model.save(staging / "model.keras")
             convert_to_onnx(staging / "saved_model", staging / "model.onnx")
+            rewrites = simplify(staging / "model.onnx")
             parity, names = _check_formats(staging, card.parity_inputs, tolerance)
         metadata: dict[str, Any] = {
             "name": name,
@@ -245,6 +247,7 @@ def export(
             "parity": parity,
             "parity_inputs": card.parity_note,
             "onnx_opset": ONNX_OPSET,
+            "onnx_rewrites": rewrites,
             **(extra or {}),
         }
         return _publish(staging, root / name, metadata)
