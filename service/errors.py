@@ -68,6 +68,13 @@ class Overloaded(Unavailable):
     """The model's queue is full: the request was rejected rather than queued."""
 
 
+class TimedOut(ServingError):
+    """The request was not answered within the server's request timeout."""
+
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
 class InternalError(ServingError):
     """An unexpected failure; the message never contains internals."""
 
@@ -77,7 +84,16 @@ class InternalError(ServingError):
 
 ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
     cls: (cls.http_status, cls.grpc_code)
-    for cls in (ServingError, InvalidInput, NotFound, PayloadTooLarge, Unavailable, Overloaded, InternalError)
+    for cls in (
+        ServingError,
+        InvalidInput,
+        NotFound,
+        PayloadTooLarge,
+        Unavailable,
+        Overloaded,
+        TimedOut,
+        InternalError,
+    )
 }
 """HTTP status and gRPC code per error class, the one place both protocols read."""
 

@@ -70,6 +70,15 @@ class Metrics:
         self.response_bytes = Histogram(
             "serving_response_bytes", "Response body size.", ["model", "protocol"], buckets=BYTES_BUCKETS
         )
+        self.http_requests = Counter(
+            "serving_http_requests",
+            "HTTP answers of our REST routes in the fast lane.",
+            ["api", "method", "code"],
+        )
+        self.http_latency = Histogram(
+            "serving_http_request_duration_seconds", "Time to answer one of our REST routes (fast lane).", ["api"],
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
         # BentoML's multiprocess /metrics has no process_* collector, so each worker reports its own.
         self.process_cpu = Gauge(
             "serving_process_cpu_seconds", "CPU time (user + system) used by this worker process.",

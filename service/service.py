@@ -16,6 +16,7 @@ from service.bento_tuning import freeze_heap, patch_timeout_middleware
 from service.dataplane import DataPlane
 from service.lifecycle import ModelRegistry
 from service.protocols.grpc_server import start_grpc, stop_grpc
+from service.protocols.lane import FastLane, wrap_service
 from service.settings import get_settings
 
 patch_timeout_middleware()
@@ -63,3 +64,7 @@ class ModelServer:
 
     def __is_ready__(self) -> bool:
         return self.registry.ready()
+
+
+if settings.fast_lane and not settings.access_log:
+    wrap_service(ModelServer, lambda bento_app: FastLane(bento_app, app, settings.request_timeout_s))

@@ -49,12 +49,19 @@ class Settings(BaseSettings):
         16384, ge=1, description="Rows queued per model version before 503 (overload)."
     )
     request_timeout_s: float = Field(
-        30.0, gt=0, description="BentoML traffic timeout per request (504 after)."
+        30.0, gt=0, description="Time limit per HTTP request until its answer starts (504 after)."
     )
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC servers bind to.")
     grpc_tfserving_port: int = Field(8500, ge=0, description="TF Serving gRPC port (0 disables).")
     grpc_v2_port: int = Field(8001, ge=0, description="KServe V2 gRPC port (0 disables).")
-    access_log: bool = Field(False, description="BentoML access log (costs ~10 % throughput).")
+    access_log: bool = Field(
+        False, description="BentoML access log (costs ~10 % throughput; turns the fast lane off)."
+    )
+    fast_lane: bool = Field(
+        True,
+        description="Answer our REST routes without BentoML's per-request middleware (its request "
+        "metrics, tracing, context); false sends every request through BentoML's stack.",
+    )
 
 
 @lru_cache(maxsize=1)
