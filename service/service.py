@@ -12,7 +12,7 @@ import bentoml
 import grpc
 
 from service.app import build_app
-from service.bento_tuning import freeze_heap, patch_timeout_middleware
+from service.bento_tuning import freeze_heap, listen_per_worker, patch_timeout_middleware, take_own_listener
 from service.dataplane import DataPlane
 from service.lifecycle import ModelRegistry
 from service.protocols.grpc_server import start_grpc, stop_grpc
@@ -21,6 +21,9 @@ from service.settings import get_settings
 
 patch_timeout_middleware()
 settings = get_settings()
+if settings.reuse_port:
+    listen_per_worker()  # in the `bentoml serve` process
+    take_own_listener()  # in each worker
 app = build_app()
 log = logging.getLogger("service")
 log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="BentoML access log (costs ~10 % throughput; turns the fast lane off)."
     )
+    reuse_port: bool = Field(
+        True,
+        description="One HTTP listening socket per worker (SO_REUSEPORT) so connections spread over the "
+        "workers; false = BentoML's one shared socket.",
+    )
     fast_lane: bool = Field(
         True,
         description="Answer our REST routes without BentoML's per-request middleware (its request "
