@@ -93,16 +93,6 @@ def server(
         yield srv
 
 
-def _count(server: Server, family: str, *labels: str) -> float:
-    """Sum of the samples of ``family`` whose labels include all of ``labels`` (``name="value"``)."""
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(family + "{") and all(label in line for label in labels)
-    )
-
-
 def test_predictions_are_the_same_either_way_and_only_bentoml_stack_counts_them(server: Server) -> None:
     for _ in range(3):
         answer = requests.post(f"{server.url}/v1/predict", json=ROW, timeout=10)
@@ -111,13 +101,13 @@ def test_predictions_are_the_same_either_way_and_only_bentoml_stack_counts_them(
     bad = requests.post(f"{server.url}/v1/predict", data=b"{nope", timeout=10)
     assert bad.status_code == 400 and "malformed JSON" in bad.json()["error"]
     lane = server.lane  # type: ignore[attr-defined]
-    assert _count(server, "bentoml_service_request_total", 'endpoint="/v1/predict"') == (0 if lane else 4)
-    assert _count(server, "bentoml_service_request_total", 'endpoint="/readyz"') >= 1  # its own routes
+    assert server.metric("bentoml_service_request_total", endpoint="/v1/predict") == (0 if lane else 4)
+    assert server.metric("bentoml_service_request_total", endpoint="/readyz") >= 1  # its own routes
     # the lane counts what it answers instead, by API, method and status
-    ours = 'api="native"', 'method="POST"'
-    assert _count(server, "serving_http_requests_total", *ours, 'code="200"') == (3 if lane else 0)
-    assert _count(server, "serving_http_requests_total", *ours, 'code="400"') == (1 if lane else 0)
-    assert _count(server, "serving_http_request_duration_seconds_count", 'api="native"') == (4 if lane else 0)
+    ours = {"api": "native", "method": "POST"}
+    assert server.metric("serving_http_requests_total", **ours, code="200") == (3 if lane else 0)
+    assert server.metric("serving_http_requests_total", **ours, code="400") == (1 if lane else 0)
+    assert server.metric("serving_http_request_duration_seconds_count", api="native") == (4 if lane else 0)
 
 
 def test_a_request_over_the_timeout_is_a_504_and_others_are_still_served(server: Server) -> None:
