@@ -55,9 +55,10 @@ class Server:
             self.stop()
             raise
 
-    def _start(self, timeout: float, wait_ready: bool) -> Server:
+    def command(self) -> list[str]:
+        """The ``bentoml serve`` command line for this server's port."""
         bentoml = Path(sys.executable).with_name("bentoml")
-        cmd = [
+        return [
             str(bentoml),
             "serve",
             "service.service:ModelServer",
@@ -66,9 +67,16 @@ class Server:
             "--port",
             str(self.port),
         ]
+
+    def _start(self, timeout: float, wait_ready: bool) -> Server:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         path = "/readyz" if wait_ready else "/livez"
         deadline = time.monotonic() + timeout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,19 +93,9 @@ def test_connections_opened_at_once_spread_over_both_workers(server: Server) -> 
 
 def test_a_second_server_on_a_busy_port_fails_clearly(server: Server, tmp_path: Path, repo: Path) -> None:
     second = Server(repo, tmp_path / "second.log", workers=2)
-    bentoml = Path(sys.executable).with_name("bentoml")
-    cmd = [
-        str(bentoml),
-        "serve",
-        "service.service:ModelServer",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(server.port),
-    ]
-    done = subprocess.run(
-        cmd, cwd=ROOT, env={**second.env, "SERVING_PORT": str(server.port)}, capture_output=True, timeout=90
-    )
+    second.port = server.port
+    env = {**second.env, "SERVING_PORT": str(server.port)}
+    done = subprocess.run(second.command(), cwd=ROOT, env=env, capture_output=True, timeout=90)
     output = (done.stdout + done.stderr).decode(errors="replace")
     assert done.returncode != 0, output[-2000:]
     assert f"cannot listen on 127.0.0.1:{server.port}" in output, output[-2000:]
