@@ -38,10 +38,11 @@ CATEGORIES = (
     ("concurrent/futures", "threads"),
     ("logging", "logging"),
 )
-LAYERS = {  # inclusive: a sample counts when any frame of its stack contains the marker
+LAYERS: dict[str, str | tuple[str, ...]] = {  # inclusive: a sample counts when a frame has a marker
     "ONNX Runtime session.run": "onnxruntime",
     "our service code (service/)": "(service/",
-    "BentoML middleware and server": "bentoml",
+    # not plain "bentoml": the worker's main loop (_bentoml_impl/worker) is at the root of every stack
+    "BentoML middleware": ("bentoml/_internal/server/http", "_bentoml_impl/server/app.py"),
     "Starlette": "starlette",
     "uvicorn HTTP protocol": "uvicorn",
     "OpenTelemetry": "opentelemetry",
@@ -74,7 +75,8 @@ def summarize(raw: str, top: int = 12) -> dict[str, Any]:
         leaves[frames[-1]] += n
         cats[categorize(frames[-1])] += n
         for name, marker in LAYERS.items():
-            if any(marker in f for f in frames):
+            markers = (marker,) if isinstance(marker, str) else marker
+            if any(m in f for f in frames for m in markers):
                 layers[name] += n
 
     def pct(c: collections.Counter[str]) -> list[tuple[str, float]]:
