@@ -106,6 +106,6 @@ def test_the_probe_paths_are_answered_by_a_real_server(probe_server: Server) -> 
 
 def test_the_pods_run_as_the_user_the_image_creates() -> None:
     dockerfile = (K8S.parent / "Dockerfile").read_text()
-    assert "USER serving" in dockerfile and "--uid 10001" in dockerfile
+    assert "USER 10001:10001" in dockerfile and "--uid 10001" in dockerfile
     for name in ("deployment.yaml", "train-job.yaml"):
         assert _load(name)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001

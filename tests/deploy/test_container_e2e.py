@@ -1,0 +1,169 @@
+"""The image of ``deploy/Dockerfile``, really built and run (podman, host network, loopback only).
+
+The container serves a mounted repository of really trained models over REST and both gRPC APIs as a
+non-root user, stops cleanly on SIGTERM, and runs the training command the Kubernetes Job uses.
+The lint of the Dockerfile and the compose file's validation run without podman.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+import tritonclient.grpc as v2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from tests.deploy.podman import ROOT, Podman, ensure_image, missing_tools
+from tests.protocols.test_grpc_protocols_e2e import predict_request
+from tests.server import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [str(BIN / "hadolint"), str(ROOT / "deploy" / "Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_file_is_valid_and_mounts_the_repository_read_only() -> None:
+    compose = [str(BIN / "docker-compose"), "-f", str(ROOT / "docker-compose.yml")]
+    assert subprocess.run([*compose, "config", "-q"], capture_output=True).returncode == 0
+    rendered = subprocess.run(
+        [*compose, "config", "--format", "json"], capture_output=True, text=True, check=True
+    )
+    serving = json.loads(rendered.stdout)["services"]["serving"]
+    (models,) = [v for v in serving["volumes"] if v["target"] == "/app/models"]
+    assert models["read_only"] and Path(models["source"]) == ROOT / "models"
+    assert {p["target"] for p in serving["ports"]} == {3000, 8500, 8001}
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"install the Debian packages {missing} to build the image (.ci/run does)")
+    return Podman(tmp_path_factory.mktemp("podman"))
+
+
+@pytest.fixture(scope="module")
+def image(podman: Podman) -> str:
+    return ensure_image(podman)
+
+
+class Container:
+    def __init__(self, podman: Podman, name: str) -> None:
+        self.podman, self.name = podman, name
+        self.port, self.tf_grpc, self.v2_grpc = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        result = self.podman("logs", self.name, check=False)
+        return (result.stdout + result.stderr)[-4000:]
+
+
+@pytest.fixture(scope="module")
+def readable_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained repository, readable by the image's user (pytest's temporary folders are 0700)."""
+    repo = tmp_path_factory.mktemp("image-repo") / "models"
+    shutil.copytree(trained_repo, repo)
+    for path in [repo, *repo.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def container(podman: Podman, image: str, readable_repo: Path) -> Iterator[Container]:
+    box = Container(podman, f"keras-serving-test-{free_port()}")
+    podman(
+        "run", "-d", "--name", box.name, "-v", f"{readable_repo}:/app/models:ro",
+        "-e", "SERVING_HOST=127.0.0.1", "-e", "SERVING_GRPC_HOST=127.0.0.1",  # loopback only (host network)
+        "-e", f"SERVING_PORT={box.port}", "-e", f"SERVING_GRPC_TFSERVING_PORT={box.tf_grpc}",
+        "-e", f"SERVING_GRPC_V2_PORT={box.v2_grpc}", image,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(box.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"container not ready in 90 s:\n{box.logs()}")
+        yield box
+    finally:
+        podman("rm", "--force", box.name, check=False)
+
+
+def test_the_container_serves_rest_and_both_grpc_apis(container: Container) -> None:
+    answer = requests.post(
+        container.url + "/v1/predict", json={"model": "linear", "inputs": [[5.0]]}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    assert abs(answer.json()["outputs"]["output_0"][0][0] - 10.0) < 0.5
+    client = v2.InferenceServerClient(f"127.0.0.1:{container.v2_grpc}")
+    assert client.is_server_ready() and client.get_model_metadata("cnn").name == "cnn"
+    with grpc.insecure_channel(f"127.0.0.1:{container.tf_grpc}") as channel:
+        request = predict_request("linear", np.array([[5.0]], np.float32))
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+    assert abs(tf.make_ndarray(reply.outputs["output_0"])[0, 0] - 10.0) < 0.5
+    metrics = requests.get(container.url + "/metrics", timeout=10).text
+    assert 'serving_requests_total{code="200"' in metrics
+
+
+def test_the_health_check_command_follows_the_configured_port(podman: Podman, container: Container) -> None:
+    healthy = podman(
+        "exec", "-e", f"SERVING_PORT={container.port}", container.name, "python3", "-m", "service.healthcheck"
+    )
+    assert healthy.returncode == 0
+    unhealthy = podman("exec", "-e", f"SERVING_PORT={free_port()}", container.name,
+                       "python3", "-m", "service.healthcheck", check=False)  # fmt: skip
+    assert unhealthy.returncode == 1 and "readyz" in unhealthy.stderr
+
+
+def test_the_container_runs_as_the_unprivileged_user(podman: Podman, container: Container) -> None:
+    assert podman("exec", container.name, "id", "-u").stdout.strip() == "10001"
+    denied = podman("exec", container.name, "touch", "/app/models/x", check=False)
+    assert denied.returncode != 0  # the repository is mounted read-only
+
+
+def test_the_training_job_command_runs_in_the_image(podman: Podman, image: str, tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    repo.mkdir()
+    repo.chmod(0o777)  # the image's user (10001) writes here
+    result = podman(
+        "run", "--rm", "-v", f"{repo}:/app/models", image,
+        "train-models", "train", "--quick", "--models", "linear", "--repo", "/app/models", timeout=600,
+    )  # fmt: skip
+    assert (repo / "linear" / "1" / "model.onnx").is_file(), result.stdout + result.stderr
+    assert (repo / "linear" / "1" / "metadata.json").is_file()
+
+
+def test_sigterm_stops_the_container_cleanly(podman: Podman, image: str, readable_repo: Path) -> None:
+    box = Container(podman, f"keras-serving-stop-{free_port()}")
+    podman(
+        "run", "-d", "--name", box.name, "-v", f"{readable_repo}:/app/models:ro", "-e", "SERVING_HOST=127.0.0.1",
+        "-e", f"SERVING_PORT={box.port}", "-e", "SERVING_GRPC_TFSERVING_PORT=0", "-e", "SERVING_GRPC_V2_PORT=0", image,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        started = time.monotonic()
+        podman("stop", "--time", "20", box.name)
+        assert time.monotonic() - started < 15, "the server did not stop on SIGTERM before the kill deadline"
+        state = podman("inspect", "--format", "{{.State.ExitCode}}", box.name).stdout.strip()
+        assert state in {"0", "143"}, f"exit code {state}:\n{box.logs()}"  # 143 = exited on SIGTERM
+    finally:
+        podman("rm", "--force", box.name, check=False)
