@@ -103,7 +103,7 @@ def listen_per_worker() -> None:
 
     def bind_and_listen(self: Any) -> None:
         if not getattr(self, "bind_only", False):
-            return original_bind(self)  # type: ignore[no-any-return]
+            return original_bind(self)
         self.bind((self.host, self.port))
         self.setblocking(False)
         return None

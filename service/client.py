@@ -34,7 +34,7 @@ class Client:
         req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())  # type: ignore[no-any-return]
+                return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:
                 body = json.loads(exc.read())
@@ -43,7 +43,7 @@ class Client:
             raise ServingError(exc.code, body) from None
 
     def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/v1/models")["models"]  # type: ignore[no-any-return]
+        return self._call("GET", "/v1/models")["models"]
 
     def model(self, name: str) -> dict[str, Any]:
         for m in self.models():

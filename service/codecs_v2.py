@@ -74,12 +74,8 @@ def decode_inputs(payload: dict[str, Any], binary: memoryview) -> dict[str | Non
 def _decode_tensor(tensor: Any, binary: memoryview) -> tuple[np.ndarray, int]:
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise InvalidInput("each input needs a 'name' (string), 'shape', 'datatype' and 'data'")
-    name, shape, datatype = tensor["name"], tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
-    check_header(name, shape, datatype)
+    name = tensor["name"]
+    shape, datatype = check_header(name, tensor.get("shape"), tensor.get("datatype"))
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size > len(binary):
@@ -117,8 +113,9 @@ def array_from_values(name: str, values: np.ndarray, datatype: str, shape: list[
     return values.astype(V2_TO_NUMPY[datatype], copy=False).reshape(shape)
 
 
-def check_header(name: str, shape: Any, datatype: Any) -> None:
-    """400 unless ``shape`` is a list of non-negative ints and ``datatype`` a supported numeric type."""
+def check_header(name: str, shape: Any, datatype: Any) -> tuple[list[int], str]:
+    """400 unless ``shape`` is a list of non-negative ints and ``datatype`` a supported numeric type;
+    returns both, typed."""
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
@@ -127,6 +124,7 @@ def check_header(name: str, shape: Any, datatype: Any) -> None:
         raise InvalidInput(
             f"input {name!r}: datatype {datatype!r} is not supported; expected one of {sorted(V2_TO_NUMPY)}"
         )
+    return shape, str(datatype)
 
 
 def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, dict[str, bool]]:

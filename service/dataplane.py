@@ -56,19 +56,21 @@ def validate_inputs(metadata: ModelMetadata, given: dict[str | None, np.ndarray]
     if None in given:
         if len(specs) != 1:
             raise InvalidInput(f"model {metadata.name!r} has several inputs {sorted(specs)}; name each one")
-        given = {metadata.inputs[0].name: given[None]}
-    missing = sorted(set(specs) - set(given))
-    unknown = sorted(set(given) - set(specs))  # type: ignore[arg-type]
+        named = {metadata.inputs[0].name: given[None]}
+    else:
+        named = {str(k): v for k, v in given.items()}
+    missing = sorted(set(specs) - set(named))
+    unknown = sorted(set(named) - set(specs))
     if missing or unknown:
         raise InvalidInput(
-            f"inputs do not match the signature of {metadata.name!r}: expected {sorted(specs)}, got {sorted(given)}",  # type: ignore[type-var]
+            f"inputs do not match the signature of {metadata.name!r}: expected {sorted(specs)}, got {sorted(named)}",
             expected=sorted(specs),
-            got=sorted(given),  # type: ignore[type-var]
+            got=sorted(named),
         )
     arrays: Tensors = {}
     rows: int | None = None
     for name, spec in specs.items():
-        array = given[name]
+        array = named[name]
         if array.dtype.kind not in "iufb":
             raise InvalidInput(
                 f"input {name!r}: expected {spec.dtype}, got {array.dtype}", expected=spec.dtype

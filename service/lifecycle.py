@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from service.errors import NotFound, Unavailable
 from service.repository import ConfigError, ModelPolicy, RepositoryConfig, Snapshot, load_config, scan
@@ -134,8 +136,8 @@ class ModelRegistry:
                 if version not in keep and sv.state in (State.READY, State.FAILED):
                     self._spawn(sv.retire())
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -68,14 +68,15 @@ class ServedVersion:
         metrics.set_state(self.name, self.version, "loading")
         started = perf_counter()
         try:
-            self.metadata, self.runtime = await asyncio.to_thread(self._load_blocking, settings, policy)
+            self.metadata, runtime = await asyncio.to_thread(self._load_blocking, settings, policy)
         except Exception as exc:
             self.state, self.error = State.FAILED, _short(exc)
             metrics.set_state(self.name, self.version, "failed")
             log.error("model %s version %s failed to load: %s", self.name, self.version, self.error)
             return
+        self.runtime = runtime
         self.batcher = Batcher(
-            self.runtime.predict,
+            runtime.predict,
             name=f"{self.name}-{self.version}",
             max_batch_size=policy.max_batch_size or settings.max_batch_size,
             max_wait_ms=policy.max_wait_ms if policy.max_wait_ms is not None else settings.max_wait_ms,
@@ -87,13 +88,13 @@ class ServedVersion:
         self.state = State.READY
         metrics.set_state(self.name, self.version, "ready")
         metrics.load_seconds.labels(self.name, str(self.version)).set(self.load_seconds)
-        metrics.info.labels(self.name, str(self.version), self.runtime_kind, self.runtime.provider).set(1)
+        metrics.info.labels(self.name, str(self.version), self.runtime_kind, runtime.provider).set(1)
         log.info(
             "model %s version %s ready in %.2fs (%s)",
             self.name,
             self.version,
             self.load_seconds,
-            self.runtime.provider,
+            runtime.provider,
         )
 
     def _load_blocking(self, settings: Settings, policy: ModelPolicy) -> tuple[ModelMetadata, Runtime]:

@@ -84,7 +84,7 @@ def write_markdown(trials: list[Trial], path: Path, seed: int, quick: bool) -> N
         lines.append(
             f"| {t.model} | {t.activation} | {len(t.curves['loss'])} | {t.loss:.4f} | {t.accuracy:.4f} | {t.seconds:.1f} |"
         )
-    best = {}
+    best: dict[str, Trial] = {}
     for t in trials:
         if t.model not in best or t.accuracy > best[t.model].accuracy:
             best[t.model] = t

@@ -18,6 +18,7 @@ and the exporter's parity check (ONNX vs SavedModel vs ``.keras``) still runs on
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,14 @@ def _known_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     }
 
 
+def _batch_free(dims: list[int | None] | None) -> list[int] | None:
+    """The dimensions after the first when the first (the batch) is unknown and all the others known."""
+    if not dims or dims[0] is not None:
+        return None
+    rest = [d for d in dims[1:] if d is not None]
+    return rest if len(rest) == len(dims) - 1 else None
+
+
 def static_flatten(model: onnx.ModelProto) -> int:
     """Give computed-shape ``Reshape`` nodes a constant ``[-1, dims...]`` where shapes prove it exact."""
     graph, shapes, rewritten = model.graph, _known_shapes(model), 0
@@ -117,13 +126,11 @@ def static_flatten(model: onnx.ModelProto) -> int:
     for node in graph.node:
         if node.op_type != "Reshape" or node.input[1] in initializers:
             continue
-        data, result = shapes.get(node.input[0]), shapes.get(node.output[0])
-        if not data or not result or data[0] is not None or result[0] is not None:
-            continue
-        if None in data[1:] or None in result[1:] or np.prod(data[1:]) != np.prod(result[1:]):
+        data, result = _batch_free(shapes.get(node.input[0])), _batch_free(shapes.get(node.output[0]))
+        if data is None or result is None or math.prod(data) != math.prod(result):
             continue
         name = f"{node.output[0]}/static_shape"
-        graph.initializer.append(numpy_helper.from_array(np.array([-1, *result[1:]], np.int64), name))
+        graph.initializer.append(numpy_helper.from_array(np.array([-1, *result], np.int64), name))
         node.input[1] = name
         rewritten += 1
     return rewritten

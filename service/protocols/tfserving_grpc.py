@@ -30,7 +30,7 @@ def _spec(spec: Any) -> tuple[str, int | None, str | None]:
 def _servicers(dataplane: DataPlane) -> tuple[Any, Any]:
     pb = tfserving_protos()
 
-    class PredictionService(pb.prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc,name-defined]
+    class PredictionService(pb.prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[name-defined]
         @grpc_guarded
         async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
             name, version, label = _spec(request.model_spec)
@@ -60,7 +60,7 @@ def _servicers(dataplane: DataPlane) -> tuple[Any, Any]:
             response.metadata["signature_def"].Pack(_signature_map(pb, sv))
             return response
 
-    class ModelService(pb.model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc,name-defined]
+    class ModelService(pb.model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[name-defined]
         @grpc_guarded
         async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
             name, version, label = _spec(request.model_spec)

@@ -45,7 +45,7 @@ def decode_inputs(request: Any) -> dict[str | None, np.ndarray]:
     return arrays
 
 
-class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer."""
 
     def __init__(self, dataplane: DataPlane) -> None:

@@ -8,6 +8,7 @@ to run when Keras was already imported with another backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ class KerasRuntime(Runtime):
     platform = "keras_jax"
 
     _model: Any = None
+    _forward: Callable[..., Any] | None = None
 
     def load(self) -> None:
         self.verify("model.keras")
@@ -52,7 +54,7 @@ class KerasRuntime(Runtime):
 
     def predict(self, inputs: Batch) -> Batch:
         """Run a batch padded to the next power of two, so jit compiles a handful of shapes, not one per size."""
-        if self._model is None:
+        if self._model is None or self._forward is None:
             raise RuntimeError("predict() before load()")
         names = [i.name for i in self.metadata.inputs]
         rows = len(inputs[names[0]])

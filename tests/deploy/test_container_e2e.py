@@ -108,6 +108,7 @@ def container(podman: Podman, image: str, readable_repo: Path) -> Iterator[Conta
         podman("rm", "--force", box.name, check=False)
 
 
+@pytest.mark.e2e
 def test_the_container_serves_rest_and_both_grpc_apis(container: Container) -> None:
     answer = requests.post(
         container.url + "/v1/predict", json={"model": "linear", "inputs": [[5.0]]}, timeout=10
@@ -124,6 +125,7 @@ def test_the_container_serves_rest_and_both_grpc_apis(container: Container) -> N
     assert 'serving_requests_total{code="200"' in metrics
 
 
+@pytest.mark.e2e
 def test_the_health_check_command_follows_the_configured_port(podman: Podman, container: Container) -> None:
     healthy = podman(
         "exec", "-e", f"SERVING_PORT={container.port}", container.name, "python3", "-m", "service.healthcheck"
@@ -134,12 +136,14 @@ def test_the_health_check_command_follows_the_configured_port(podman: Podman, co
     assert unhealthy.returncode == 1 and "readyz" in unhealthy.stderr
 
 
+@pytest.mark.e2e
 def test_the_container_runs_as_the_unprivileged_user(podman: Podman, container: Container) -> None:
     assert podman("exec", container.name, "id", "-u").stdout.strip() == "10001"
     denied = podman("exec", container.name, "touch", "/app/models/x", check=False)
     assert denied.returncode != 0  # the repository is mounted read-only
 
 
+@pytest.mark.e2e
 def test_the_training_job_command_runs_in_the_image(podman: Podman, image: str, tmp_path: Path) -> None:
     repo = tmp_path / "models"
     repo.mkdir()
@@ -152,6 +156,7 @@ def test_the_training_job_command_runs_in_the_image(podman: Podman, image: str, 
     assert (repo / "linear" / "1" / "metadata.json").is_file()
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_the_container_cleanly(podman: Podman, image: str, readable_repo: Path) -> None:
     box = Container(podman, f"keras-serving-stop-{free_port()}")
     podman(

@@ -95,6 +95,7 @@ def probe_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server
 
 
+@pytest.mark.e2e
 def test_the_probe_paths_are_answered_by_a_real_server(probe_server: Server) -> None:
     container = _container(_load("deployment.yaml"))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):

@@ -93,6 +93,7 @@ def server(
         yield srv
 
 
+@pytest.mark.e2e
 def test_predictions_are_the_same_either_way_and_only_bentoml_stack_counts_them(server: Server) -> None:
     for _ in range(3):
         answer = requests.post(f"{server.url}/v1/predict", json=ROW, timeout=10)
@@ -110,6 +111,7 @@ def test_predictions_are_the_same_either_way_and_only_bentoml_stack_counts_them(
     assert server.metric("serving_http_request_duration_seconds_count", api="native") == (4 if lane else 0)
 
 
+@pytest.mark.e2e
 def test_a_request_over_the_timeout_is_a_504_and_others_are_still_served(server: Server) -> None:
     started = time.perf_counter()
     late = requests.post(f"{server.url}/v1/predict", json={**ROW, "model": "waits"}, timeout=10)

@@ -20,6 +20,7 @@ import requests
 from tests.server import ROOT, Server
 from tests.service.modelfactory import write_scale_version
 
+pytestmark = pytest.mark.e2e
 BODY = b'{"model": "m", "inputs": [[1, 2, 3, 4]]}'
 
 
