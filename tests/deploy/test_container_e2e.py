@@ -28,6 +28,7 @@ from tests.protocols.test_grpc_protocols_e2e import predict_request
 from tests.server import free_port
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.timeout(1800)  # the first test pays for the image build (~3 min, network-bound)
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
