@@ -73,14 +73,13 @@ def fold_scale_into_conv(model: onnx.ModelProto) -> int:
             continue
         if node.output[0] in {o.name for o in graph.output}:
             continue
-        chain, current = [], node
+        current = node
         while (
             len(nexts := _consumers(graph, current.output[0])) == 1 and nexts[0].input[0] == current.output[0]
         ):
             if nexts[0].op_type not in _LAYOUT_OPS:
                 break
             current = nexts[0]
-            chain.append(current)
         if len(nexts) != 1 or nexts[0].op_type != "Conv" or nexts[0].input[0] != current.output[0]:
             continue
         conv = nexts[0]
@@ -92,10 +91,7 @@ def fold_scale_into_conv(model: onnx.ModelProto) -> int:
         for init in graph.initializer:
             if init.name == weights_name:
                 init.CopyFrom(numpy_helper.from_array(scaled, weights_name))
-        first = chain[0] if chain else conv
-        for i, name in enumerate(first.input):
-            if name == node.output[0]:
-                first.input[i] = node.input[0]
+        _rewire(graph, node.output[0], node.input[0])  # its one consumer: the first layout op, or the Conv
         graph.node.remove(node)
         folded += 1
     return folded
