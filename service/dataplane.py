@@ -2,7 +2,8 @@
 
 It resolves the model version (name, version or label), validates inputs against the signature
 (names, dtypes, shapes), runs them through the version's batcher and records metrics. It knows
-nothing of HTTP or gRPC; protocol adapters decode, call :meth:`DataPlane.infer`, and encode.
+nothing of HTTP or gRPC; protocol adapters decode, call :meth:`DataPlane.infer`, and encode. For
+status and metadata it hands them :class:`VersionView` snapshots, never the registry's own objects.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InternalError, InvalidInput, NotFound, Overloaded, ServingError, status_of
-from service.lifecycle import ModelRegistry
+from service.errors import InternalError, InvalidInput, NotFound, Overloaded, ServingError
 from service.metrics import get_metrics
+from service.models.registry import ModelRegistry
+from service.models.version import ServedVersion, State, VersionView
 from service.schema import ModelMetadata, TensorSpec
-from service.versions import ServedVersion, State
+
+__all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "State", "VersionView"]
 
 log = logging.getLogger("service.dataplane")
 Tensors = dict[str, np.ndarray]
@@ -43,7 +46,6 @@ class InferenceResponse:
     version: int
     runtime: str
     outputs: Tensors
-    metadata: ModelMetadata
 
 
 def _shape_ok(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
@@ -122,8 +124,7 @@ class DataPlane:
             self._count(request, model_label, version_label, error, started)
             raise error from exc
         self._count(request, sv.name, version_label, None, started)
-        assert sv.metadata is not None
-        return InferenceResponse(sv.name, sv.version, sv.runtime_kind, outputs, sv.metadata)
+        return InferenceResponse(sv.name, sv.version, sv.runtime_kind, outputs)
 
     async def _run(self, sv: ServedVersion, request: InferenceRequest, metrics: Any) -> Tensors:
         assert sv.metadata is not None and sv.batcher is not None
@@ -142,74 +143,63 @@ class DataPlane:
         self, request: InferenceRequest, model: str, version: str, error: ServingError | None, started: float
     ) -> None:
         metrics = get_metrics()
-        code = status_of(error)[0] if error is not None else 200
+        code = error.http_status if error is not None else 200
         outcome = "success" if error is None else ("client_error" if code < 500 else "server_error")
         metrics.requests.labels(model, version, request.protocol, str(code), outcome).inc()
         metrics.latency.labels(model, version, request.protocol).observe(perf_counter() - started)
         if isinstance(error, Overloaded):
             metrics.rejected.labels(model, version, request.protocol).inc()
 
-    # ----- model information for the protocols -------------------------------------------------
+    # ----- model information for the protocols (read-only views) -----------------------------
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body (bytes) any protocol accepts."""
+        return self.registry.settings.max_body_bytes
+
     def model_names(self) -> list[str]:
         return sorted(self.registry.models)
 
-    def versions(self, name: str) -> list[ServedVersion]:
-        """Every known version of ``name`` (all states), oldest first; 404 for unknown models."""
+    def _versions(self, name: str) -> list[ServedVersion]:
         if name not in self.registry.models:
             raise NotFound(f"model {name!r} not found; available models: {self.model_names()}")
         return [sv for _, sv in sorted(self.registry.models[name].items())]
 
-    def find(self, name: str, version: int | None = None, label: str | None = None) -> ServedVersion:
+    def versions(self, name: str) -> list[VersionView]:
+        """Every known version of ``name`` (all states), oldest first; 404 for unknown models."""
+        return [sv.view() for sv in self._versions(name)]
+
+    def find(self, name: str, version: int | None = None, label: str | None = None) -> VersionView:
         """A version for status or metadata, whatever its state: the named one, the label's, or else the
         default (or the newest known) version. 404 only."""
-        versions = self.versions(name)
+        versions = self._versions(name)
         if label is not None:
             version = self.registry.label_version(name, label)
         if version is None:
-            return self.registry.default_version(name) or versions[-1]
+            return (self.registry.default_version(name) or versions[-1]).view()
         for sv in versions:
             if sv.version == version:
-                return sv
+                return sv.view()
         raise NotFound(
             f"version {version} of model {name!r} not found; known versions: {[v.version for v in versions]}"
         )
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """The native model description: default version, labels and each version's state and signature."""
+    def labels(self, name: str) -> dict[str, int]:
+        """The labels ``serving.yaml`` gives ``name`` (label -> version)."""
+        return dict(self.registry.policy(name).labels)
+
+    def default_version(self, name: str) -> int | None:
+        """The version a request naming neither version nor label gets (``None``: none is ready)."""
         default = self.registry.default_version(name)
-        return {
-            "name": name,
-            "default_version": default.version if default else None,
-            "labels": self.registry.policy(name).labels,
-            "versions": [_describe_version(sv) for sv in self.versions(name)],
-        }
+        return default.version if default is not None else None
 
     def ready(self) -> bool:
         return self.registry.ready()
 
     def model_ready(self, name: str) -> tuple[bool, str]:
         """Whether ``name`` has a ready default version, with a reason when not."""
-        self.versions(name)
-        default = self.registry.default_version(name)
+        versions = self.versions(name)
+        default = self.default_version(name)
         if default is not None:
-            return True, f"version {default.version} ready"
-        states = {
-            sv.version: str(sv.state) + (f" ({sv.error})" if sv.error else "") for sv in self.versions(name)
-        }
+            return True, f"version {default} ready"
+        states = {v.version: str(v.state) + (f" ({v.error})" if v.error else "") for v in versions}
         return False, f"no ready version: {states}"
-
-
-def _describe_version(sv: ServedVersion) -> dict[str, Any]:
-    meta = sv.metadata
-    return {
-        "version": sv.version,
-        "state": str(sv.state),
-        "error": sv.error,
-        "runtime": sv.runtime_kind,
-        "provider": sv.runtime.provider if sv.runtime is not None and sv.state is State.READY else None,
-        "load_seconds": sv.load_seconds,
-        "inputs": [s.model_dump() for s in meta.inputs] if meta else None,
-        "outputs": [s.model_dump() for s in meta.outputs] if meta else None,
-        "class_labels": meta.labels if meta else None,
-        "input_contract": meta.input_contract if meta else None,
-    }

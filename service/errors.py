@@ -1,7 +1,8 @@
 """One small exception hierarchy for every protocol.
 
-Each class carries its HTTP status and its gRPC status code name; :data:`ERROR_TABLE` is the single
-mapping both transports read, so the two can never disagree.
+Each class carries its HTTP status and its gRPC status code name, and nothing else restates them:
+:func:`service.protocols.http.error_response` and :func:`service.protocols.grpc_errors.abort` read these
+two attributes, so the transports can never disagree. The README's error table lists the classes.
 """
 
 from __future__ import annotations
@@ -80,27 +81,3 @@ class InternalError(ServingError):
 
     def __init__(self, message: str = "internal error; see the server log", **details: Any) -> None:
         super().__init__(message, **details)
-
-
-ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
-    cls: (cls.http_status, cls.grpc_code)
-    for cls in (
-        ServingError,
-        InvalidInput,
-        NotFound,
-        PayloadTooLarge,
-        Unavailable,
-        Overloaded,
-        TimedOut,
-        InternalError,
-    )
-}
-"""HTTP status and gRPC code per error class, the one place both protocols read."""
-
-
-def status_of(error: ServingError) -> tuple[int, str]:
-    """HTTP status and gRPC code name of ``error`` (most specific class in the table wins)."""
-    for cls in type(error).__mro__:
-        if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]
-    return ERROR_TABLE[ServingError]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from enum import StrEnum
 from functools import lru_cache
 
 LATENCY_BUCKETS = (
@@ -19,7 +20,6 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
-MODEL_STATES = ("loading", "ready", "failed", "unloading", "unloaded")
 
 
 class Metrics:
@@ -79,6 +79,14 @@ class Metrics:
             "serving_http_request_duration_seconds", "Time to answer one of our REST routes (fast lane).", ["api"],
             buckets=LATENCY_BUCKETS,
         )  # fmt: skip
+        self.worker_ready = Gauge(
+            "serving_worker_ready", "1 once this worker has loaded the repository (first pass done).",
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.bentoml_patch = Gauge(
+            "serving_bentoml_patch_active", "1 when a BentoML patch is applied in every worker, else 0.", ["patch"],
+            multiprocess_mode="livemin",
+        )  # fmt: skip
         # BentoML's multiprocess /metrics has no process_* collector, so each worker reports its own.
         self.process_cpu = Gauge(
             "serving_process_cpu_seconds", "CPU time (user + system) used by this worker process.",
@@ -106,10 +114,11 @@ class Metrics:
             time.sleep(interval_s)
             self.sample_process()
 
-    def set_state(self, model: str, version: int, state: str) -> None:
-        """Mark ``state`` as the one state of a model version (the others go to 0)."""
-        for s in MODEL_STATES:
-            self.model_state.labels(model, str(version), s).set(1 if s == state else 0)
+    def set_state(self, model: str, version: int, state: StrEnum) -> None:
+        """Mark ``state`` as the one state of a model version; every other member of its enum
+        (:class:`service.models.version.State`) goes to 0."""
+        for s in type(state):
+            self.model_state.labels(model, str(version), s.value).set(1 if s is state else 0)
 
 
 @lru_cache(maxsize=1)

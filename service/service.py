@@ -11,12 +11,21 @@ import logging
 import bentoml
 import grpc
 
-from service.app import build_app
-from service.bento_tuning import freeze_heap, listen_per_worker, patch_timeout_middleware, take_own_listener
+from service.bento.app import build_app
+from service.bento.grpc_server import start_grpc, stop_grpc
+from service.bento.lane import FastLane
+from service.bento.patches import (
+    freeze_heap,
+    listen_per_worker,
+    patch_timeout_middleware,
+    report_patches,
+    take_own_listener,
+    wrap_service,
+)
 from service.dataplane import DataPlane
-from service.lifecycle import ModelRegistry
-from service.protocols.grpc_server import start_grpc, stop_grpc
-from service.protocols.lane import FastLane, wrap_service
+from service.metrics import get_metrics
+from service.models.registry import ModelRegistry
+from service.protocols.routes import tracing_exclusions
 from service.settings import get_settings
 
 patch_timeout_middleware()
@@ -35,7 +44,7 @@ log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) 
     traffic={"timeout": settings.request_timeout_s},
     http={"host": settings.host, "port": settings.port},
     logging={"access": {"enabled": settings.access_log}},
-    tracing={"sample_rate": 0.0, "excluded_urls": ["/v1/predict", "/v1/models", "/v2", "/metrics"]},
+    tracing={"sample_rate": 0.0, "excluded_urls": tracing_exclusions()},
 )
 @bentoml.asgi_app(app, path="/")
 class ModelServer:
@@ -54,7 +63,9 @@ class ModelServer:
         async def load() -> None:
             await self.registry.start()
             freeze_heap()
+            get_metrics().worker_ready.set(1)
 
+        report_patches(get_metrics().bentoml_patch)
         self._grpc = await start_grpc(app.state.dataplane, settings)
         self._start = asyncio.get_running_loop().create_task(load())
 

@@ -44,6 +44,7 @@ class Server:
             "BENTOML_HOME": str(log_path.parent / "bentoml-home"),
             **env,
         }
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_timeout = start_timeout
 
@@ -84,7 +85,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + path, timeout=1).status_code == 200:
+                if requests.get(self.url + path, timeout=1).status_code == 200 and (
+                    not wait_ready or self.metric("serving_worker_ready") >= self.workers
+                ):  # /readyz is one worker's answer: wait until every worker has loaded the repository
                     return self
             except requests.RequestException:
                 pass

@@ -1,4 +1,4 @@
-"""gRPC side of the one error table: abort with the status code :data:`service.errors.ERROR_TABLE` names."""
+"""How a :class:`ServingError` becomes a gRPC status: :func:`abort`, the one place, used by every method."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from typing import Any, TypeVar
 
 import grpc
 
-from service.errors import InternalError, ServingError, status_of
+from service.errors import InternalError, ServingError
 
 log = logging.getLogger("service.grpc")
 R = TypeVar("R")
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
+    """End the call with the error's gRPC code and message (``retry-after`` metadata where it has one)."""
+    retry_after = error.headers().get("Retry-After")
+    if retry_after is not None:
+        await context.send_initial_metadata((("retry-after", retry_after),))
+    await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
 
 
 def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
@@ -27,10 +35,7 @@ def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable
         except Exception:
             log.exception("unhandled error in %s", method.__name__)
             error = InternalError()
-        code = getattr(grpc.StatusCode, status_of(error)[1])
-        if hasattr(error, "retry_after_s"):
-            await context.send_initial_metadata((("retry-after", str(error.retry_after_s)),))
-        await context.abort(code, error.message)
+        await abort(context, error)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper

@@ -1,4 +1,8 @@
-"""What every REST adapter shares: bounded body reading, JSON responses and the one error shape."""
+"""What every REST adapter shares: bounded body reading, JSON responses and the one error shape.
+
+:func:`error_response` is the one place a :class:`ServingError` becomes an HTTP answer: every REST route
+(through :func:`guarded`) and the fast lane's 504 use it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.codecs import dumps
 from service.dataplane import DataPlane
-from service.errors import InternalError, InvalidInput, PayloadTooLarge, ServingError, status_of
+from service.errors import InternalError, InvalidInput, PayloadTooLarge, ServingError
+from service.protocols.json import dumps
 
 log = logging.getLogger("service.http")
 Handler = Callable[[Request], Awaitable[Response]]
+ErrorBody = Callable[[ServingError], Any]
 
 
 def dataplane_of(request: Request) -> DataPlane:
@@ -26,13 +31,14 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(dumps(obj), status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(error: ServingError, body: Callable[[ServingError], Any] = ServingError.body) -> Response:
+def error_response(error: ServingError, body: ErrorBody = ServingError.body) -> Response:
     """The error as JSON with its status and headers; ``body`` shapes the JSON (default: all details)."""
-    return json_response(body(error), status_of(error)[0], error.headers())
+    return json_response(body(error), error.http_status, error.headers())
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing (413) anything over the data plane's body limit before reading it all."""
+    limit = dataplane_of(request).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -51,7 +57,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def guarded(handler: Handler, body: Callable[[ServingError], Any] = ServingError.body) -> Handler:
+def guarded(handler: Handler, body: ErrorBody = ServingError.body) -> Handler:
     """Turn :class:`ServingError` into its JSON error and anything else into a 500 without internals."""
 
     async def wrapper(request: Request) -> Response:

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.codecs import json_to_array, loads
-from service.dataplane import InferenceRequest
-from service.errors import InvalidInput
+from service.dataplane import DataPlane, InferenceRequest, VersionView
+from service.errors import InvalidInput, Unavailable
 from service.metrics import observe_payload
-from service.protocols.http import dataplane_of, guarded, json_response, read_body
+from service.protocols.http import dataplane_of, error_response, guarded, json_response, read_body
+from service.protocols.json import json_to_array, loads
 
 PROTOCOL = "native"
 
@@ -61,7 +61,7 @@ def parse_predict(payload: Any) -> InferenceRequest:
 async def predict(request: Request) -> Response:
     """Run one (batched) prediction."""
     dataplane = dataplane_of(request)
-    body = await read_body(request, dataplane.registry.settings.max_body_bytes)
+    body = await read_body(request)
     infer = parse_predict(loads(body))
     result = await dataplane.infer(infer)
     response = json_response(
@@ -76,20 +76,49 @@ async def predict(request: Request) -> Response:
     return response
 
 
+def describe_version(view: VersionView) -> dict[str, Any]:
+    """One version in ``GET /v1/models``: state, runtime and provider, signature, class labels."""
+    meta = view.metadata
+    return {
+        "version": view.version,
+        "state": str(view.state),
+        "error": view.error,
+        "runtime": view.runtime,
+        "provider": view.provider,
+        "load_seconds": view.load_seconds,
+        "inputs": [s.model_dump() for s in meta.inputs] if meta else None,
+        "outputs": [s.model_dump() for s in meta.outputs] if meta else None,
+        "class_labels": meta.labels if meta else None,
+        "input_contract": meta.input_contract if meta else None,
+    }
+
+
+def describe_model(dataplane: DataPlane, name: str) -> dict[str, Any]:
+    """One model in ``GET /v1/models``: default version, labels and every version."""
+    return {
+        "name": name,
+        "default_version": dataplane.default_version(name),
+        "labels": dataplane.labels(name),
+        "versions": [describe_version(v) for v in dataplane.versions(name)],
+    }
+
+
 @guarded
 async def list_models(request: Request) -> Response:
     """Every model with its versions, states, signatures, labels and default version."""
     dataplane = dataplane_of(request)
-    return json_response({"models": [dataplane.describe(n) for n in dataplane.model_names()]})
+    return json_response({"models": [describe_model(dataplane, n) for n in dataplane.model_names()]})
 
 
 @guarded
 async def model_ready(request: Request) -> Response:
-    """200 when the model has a ready default version, else 503 with the reason."""
-    ready, reason = dataplane_of(request).model_ready(request.path_params["model"])
-    headers = None if ready else {"Retry-After": "1"}
-    return json_response({"model": request.path_params["model"], "ready": ready, "reason": reason},
-                         200 if ready else 503, headers)  # fmt: skip
+    """200 when the model has a ready default version, else 503 (with ``Retry-After``) and the reason."""
+    model = request.path_params["model"]
+    ready, reason = dataplane_of(request).model_ready(model)
+    if not ready:
+        return error_response(Unavailable(f"model {model!r} is not ready: {reason}", model=model, ready=False,
+                                          reason=reason))  # fmt: skip
+    return json_response({"model": model, "ready": True, "reason": reason})
 
 
 routes = [

@@ -16,6 +16,8 @@ import numpy as np
 from service.schema import ModelMetadata
 
 Batch = dict[str, np.ndarray]
+PLATFORMS = {"onnx": "onnx_onnxv1", "tensorflow": "tensorflow_savedmodel", "keras": "keras_jax"}
+"""Runtime name -> the platform name V2 metadata reports (also for a version whose runtime is not built)."""
 
 
 class ArtifactError(RuntimeError):

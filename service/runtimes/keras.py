@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from service.runtimes.base import ArtifactError, Batch, Runtime
+from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime
 
 
 class KerasRuntime(Runtime):
     """Runs ``model.keras`` with a jit-compiled forward pass on the JAX backend."""
 
     name = "keras"
-    platform = "keras_jax"
+    platform = PLATFORMS["keras"]
 
     _model: Any = None
     _forward: Callable[..., Any] | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.runtimes.base import ArtifactError, Batch, Runtime
+from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime
 from service.schema import ModelMetadata
 
 
@@ -15,7 +15,7 @@ class OnnxRuntime(Runtime):
     """Runs ``model.onnx`` with the first available providers of the configured order."""
 
     name = "onnx"
-    platform = "onnx_onnxv1"
+    platform = PLATFORMS["onnx"]
 
     def __init__(self, directory: Path, metadata: ModelMetadata, providers: list[str], threads: int) -> None:
         super().__init__(directory, metadata)

@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from service.runtimes.base import ArtifactError, Batch, Runtime
+from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime
 
 
 class TensorflowRuntime(Runtime):
     """Runs ``saved_model/`` through its serving signature."""
 
     name = "tensorflow"
-    platform = "tensorflow_savedmodel"
+    platform = PLATFORMS["tensorflow"]
 
     _fn: Any = None
 

@@ -24,8 +24,8 @@ import tritonclient.grpc as v2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tests.deploy.podman import ROOT, Podman, ensure_image, missing_tools
-from tests.protocols.test_grpc_protocols_e2e import predict_request
 from tests.server import free_port
+from tests.service.protocols.test_grpc_protocols_e2e import predict_request
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(1800)  # the first test pays for the image build (~3 min, network-bound)
@@ -54,7 +54,7 @@ def test_the_compose_file_is_valid_and_mounts_the_repository_read_only() -> None
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     missing = missing_tools()
     if missing:
-        pytest.skip(f"install the Debian packages {missing} to build the image (.ci/run does)")
+        pytest.fail(f"install the Debian packages {missing} to build the image (.ci/run does)")
     return Podman(tmp_path_factory.mktemp("podman"))
 
 

@@ -42,12 +42,6 @@ from tests.service.modelfactory import write_scale_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not HAVE_BINARIES, reason=MISSING_REASON)]
 
-# Metrics the dashboard shows but the service does not export yet (BentoML's multiprocess /metrics has no
-# process_* metrics). Strict xfail: once service/metrics.py exports them, these tests fail until the names
-# are removed from this set, and from then on they are checked like every other metric.
-PENDING_SERVICE_METRICS: frozenset[str] = frozenset()
-PENDING = pytest.mark.xfail(strict=True, reason="the service does not export serving_process_* metrics yet")
-
 N = 200  # measured requests to model m ...
 K = 40  # ... of which this many have the wrong shape (400)
 VALID = [[1.0, 2.0, 3.0, 4.0]]
@@ -118,9 +112,11 @@ def send_measured_traffic(stack: Stack) -> None:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda job: stack.post(*job), jobs))
     assert codes.count(400) == K and codes.count(200) == N - K + 20, Counter(codes)
-    # One at a time: service/batching.py cannot merge rows of different widths into one batch (its loop
-    # dies and the version hangs), so these requests must not meet in the queue.
-    codes = [stack.post("loose", inputs) for inputs in [VALID, [[1.0] * 5]] * 10]
+    # Concurrently: the batcher never merges rows of different widths into one batch, so each wrong-width
+    # request fails alone (500 from the runtime) and every right-width one is answered, in any order.
+    mixed = [VALID, [[1.0] * 5]] * 10
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda inputs: stack.post("loose", inputs), mixed))
     assert codes == [200, 500] * 10
     for _ in range(5):
         stack.post("corrupt", VALID)
@@ -275,11 +271,7 @@ def test_prometheus_loaded_the_rules_and_evaluates_them(stack: Stack) -> None:
 
 # ----- dashboards -----------------------------------------------------------------------------------------------
 def panel_params() -> list[Any]:
-    params = []
-    for query in all_panel_queries():
-        marks = [PENDING] if metric_names(query.expr) & PENDING_SERVICE_METRICS else []
-        params.append(pytest.param(query, id=query.id, marks=marks))
-    return params
+    return [pytest.param(query, id=query.id) for query in all_panel_queries()]
 
 
 VARIABLES = {path.stem: template_names(load_dashboard(path)) for path in DASHBOARDS}
@@ -306,10 +298,7 @@ def used_metric_names() -> list[str]:
     return sorted(names - SYNTHETIC_METRICS)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=[PENDING] if n in PENDING_SERVICE_METRICS else []) for n in used_metric_names()],
-)
+@pytest.mark.parametrize("name", used_metric_names())
 def test_metric_used_by_dashboards_and_alerts_is_exposed(stack: Stack, name: str) -> None:
     samples, _ = exposed_names(stack.metrics_text)
     assert name in samples, f"{name} is used by a panel or alert but not on the service's /metrics"

@@ -10,9 +10,9 @@ import pytest
 
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput, NotFound, Unavailable
-from service.lifecycle import ModelRegistry
+from service.models.registry import ModelRegistry
+from service.models.version import State
 from service.settings import Settings
-from service.versions import State
 from tests.service.modelfactory import remove_version, write_scale_version
 
 
@@ -59,7 +59,7 @@ def test_latest_policy_serves_only_the_newest_by_default(tmp_path: Path) -> None
     async def main() -> None:
         dp = plane(tmp_path)
         await dp.registry.start()
-        assert [d["version"] for d in dp.describe("m")["versions"]] == [2]
+        assert [v.version for v in dp.versions("m")] == [2]
         with pytest.raises(NotFound):
             await dp.infer(req(version=1))
         await dp.registry.close()
@@ -122,7 +122,7 @@ def test_corrupt_artifact_fails_only_that_version(tmp_path: Path) -> None:
             await dp.infer(req("bad"))
         ready, reason = dp.model_ready("bad")
         assert not ready and "artifact corrupt" in reason
-        assert dp.describe("bad")["versions"][0]["state"] == "failed"
+        assert dp.versions("bad")[0].state is State.FAILED
         await dp.registry.close()
 
     asyncio.run(main())
@@ -167,7 +167,7 @@ def test_a_failing_new_version_keeps_the_old_one_serving(tmp_path: Path) -> None
         (bad / "model.onnx").write_bytes(b"\x00" * 10)
         await dp.registry.sync()
         assert (await dp.infer(req())).version == 1
-        states = {d["version"]: d["state"] for d in dp.describe("m")["versions"]}
+        states = {v.version: str(v.state) for v in dp.versions("m")}
         assert states == {1: "ready", 2: "failed"}
         await dp.registry.close()
 

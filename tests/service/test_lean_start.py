@@ -12,8 +12,8 @@ SCRIPT = """
 import asyncio, sys
 from pathlib import Path
 import service.service  # the BentoML service module, as the worker imports it
-from service.codecs_tfserving import tfserving_protos
-from service.lifecycle import ModelRegistry
+from service.protocols.tfserving.protos import tfserving_protos
+from service.models.registry import ModelRegistry
 from service.settings import Settings
 
 async def main():

@@ -1,0 +1,192 @@
+"""One model version through its life: loading, ready, failed, unloading, unloaded.
+
+:class:`ServedVersion` holds a version's runtime and batcher, counts its in-flight requests, loads and
+warms it up off the event loop, and unloads it only after those requests have finished. It is the
+registry's mutable state; everything outside the data plane sees a :class:`VersionView` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+from pydantic import ValidationError
+
+from service.batching import Batcher
+from service.metrics import get_metrics
+from service.models.config import ModelSettings
+from service.runtimes.base import PLATFORMS, ArtifactError, Runtime
+from service.runtimes.factory import create_runtime
+from service.schema import ModelMetadata
+
+log = logging.getLogger("service.models")
+
+
+class State(StrEnum):
+    """A model version's state; every protocol and metric takes its names from here."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADING = "unloading"
+    UNLOADED = "unloaded"
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """A read-only snapshot of one model version, for protocol adapters (status, metadata, lists)."""
+
+    name: str
+    version: int
+    state: State
+    error: str | None
+    runtime: str
+    provider: str | None
+    platform: str
+    load_seconds: float | None
+    metadata: ModelMetadata | None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+
+@dataclass(eq=False)
+class ServedVersion:
+    """One model version and everything the server holds for it."""
+
+    name: str
+    version: int
+    directory: Path
+    runtime_kind: str
+    state: State = State.LOADING
+    error: str | None = None
+    metadata: ModelMetadata | None = None
+    runtime: Runtime | None = None
+    batcher: Batcher | None = None
+    load_seconds: float | None = None
+    inflight: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> VersionView:
+        """This version as it is now, read-only."""
+        ready = self.state is State.READY and self.runtime is not None
+        return VersionView(
+            name=self.name,
+            version=self.version,
+            state=self.state,
+            error=self.error,
+            runtime=self.runtime_kind,
+            provider=self.runtime.provider if ready and self.runtime is not None else None,
+            platform=PLATFORMS.get(self.runtime_kind, ""),
+            load_seconds=self.load_seconds,
+            metadata=self.metadata,
+        )
+
+    def acquire(self) -> None:
+        self.inflight += 1
+        self.drained.clear()
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.drained.set()
+
+    async def load(self, config: ModelSettings) -> None:
+        """Load, warm up and mark ready (or failed, with the reason); blocking work runs on a thread."""
+        metrics = get_metrics()
+        metrics.set_state(self.name, self.version, State.LOADING)
+        started = perf_counter()
+        try:
+            self.metadata, runtime = await asyncio.to_thread(self._load_blocking, config)
+        except Exception as exc:
+            self.state, self.error = State.FAILED, _short(exc)
+            metrics.set_state(self.name, self.version, State.FAILED)
+            expected = isinstance(exc, ArtifactError | ValidationError | OSError)
+            log.error(
+                "model %s version %s failed to load: %s",
+                self.name,
+                self.version,
+                self.error,
+                exc_info=None if expected else exc,  # an unexpected failure gets its traceback
+            )
+            return
+        self.runtime = runtime
+        self.batcher = Batcher(
+            runtime.predict,
+            name=f"{self.name}-{self.version}",
+            max_batch_size=config.max_batch_size,
+            max_wait_ms=config.max_wait_ms,
+            max_queue_rows=config.max_queue_rows,
+            on_batch=metrics.batch_size.labels(self.name, str(self.version)).observe,
+        )
+        self.load_seconds = perf_counter() - started
+        self.drained.set()
+        self.state = State.READY
+        metrics.set_state(self.name, self.version, State.READY)
+        metrics.load_seconds.labels(self.name, str(self.version)).set(self.load_seconds)
+        metrics.info.labels(self.name, str(self.version), self.runtime_kind, runtime.provider).set(1)
+        log.info(
+            "model %s version %s ready in %.2fs (%s)",
+            self.name,
+            self.version,
+            self.load_seconds,
+            runtime.provider,
+        )
+
+    def _load_blocking(self, config: ModelSettings) -> tuple[ModelMetadata, Runtime]:
+        metadata = _read_metadata(self.directory)
+        runtime = create_runtime(
+            self.runtime_kind,
+            self.directory,
+            metadata,
+            providers=config.onnx_providers,
+            threads=config.onnx_threads,
+        )
+        runtime.load()
+        batch = warmup_batch(metadata)
+        for _ in range(3):
+            runtime.predict(batch)
+        return metadata, runtime
+
+    async def retire(self) -> None:
+        """Stop taking requests, wait for the in-flight ones, then unload."""
+        was_ready = self.state is State.READY
+        self.state = State.UNLOADING
+        get_metrics().set_state(self.name, self.version, State.UNLOADING)
+        if was_ready:
+            await self.drained.wait()
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.runtime is not None:
+            with contextlib.suppress(KeyError):  # the info series goes with the runtime
+                get_metrics().info.remove(
+                    self.name, str(self.version), self.runtime_kind, self.runtime.provider
+                )
+            await asyncio.to_thread(self.runtime.unload)
+        self.state, self.runtime, self.batcher = State.UNLOADED, None, None
+        get_metrics().set_state(self.name, self.version, State.UNLOADED)
+        log.info("model %s version %s unloaded", self.name, self.version)
+
+
+def _read_metadata(directory: Path) -> ModelMetadata:
+    return ModelMetadata.model_validate_json((directory / "metadata.json").read_bytes())
+
+
+def warmup_batch(metadata: ModelMetadata) -> dict[str, np.ndarray]:
+    """The metadata's example request as arrays of the model's dtypes."""
+    return {s.name: np.asarray(metadata.example[s.name], dtype=s.dtype) for s in metadata.inputs}
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return f"metadata.json invalid: {exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+    if isinstance(exc, FileNotFoundError):
+        return f"file missing: {Path(exc.filename or '').name}"
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

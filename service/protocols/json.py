@@ -1,0 +1,98 @@
+"""JSON bodies to NumPy and back (orjson), shared by every JSON protocol.
+
+Codecs convert; the data plane validates against the signature.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.errors import InvalidInput
+
+_NUMERIC_KINDS = frozenset("iuf")
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON body; malformed JSON is a 400 that says where it broke."""
+    if not body:
+        raise InvalidInput("empty request body; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize a response; NumPy arrays are written natively (no ``tolist``)."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_to_array(value: Any, name: str) -> np.ndarray:
+    """Turn a nested JSON list of numbers into an array; strings, booleans, nulls or ragged rows are 400s."""
+    fast = _regular_numeric(value)
+    if fast is not None:
+        return fast
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        raise InvalidInput(f"input {name!r}: rows have different lengths ({exc})") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise InvalidInput(
+            f"input {name!r}: expected numbers, got {_describe(array)}",
+            expected="numeric",
+            got=_describe(array),
+        )
+    return array
+
+
+def _regular_numeric(value: Any) -> np.ndarray | None:
+    """The array for a regular nested list of numbers, or ``None`` for anything else (the caller then
+    takes the slow path, which says what is wrong).
+
+    ``np.asarray`` pays per nested list: 73 µs for one ``[1, 28, 28, 1]`` image, most of it on the 784
+    one-number lists. Here the shape comes from the first elements, every level is checked to have
+    that length while it is flattened, and NumPy only sees the flat list of numbers (27 µs). Same
+    dtypes as ``np.asarray``: int64 for integers, float64 as soon as one number is a float.
+    """
+    if type(value) is not list:
+        return None
+    shape: list[int] = []
+    probe: Any = value
+    while type(probe) is list and probe:
+        shape.append(len(probe))
+        probe = probe[0]
+    if type(probe) is list:  # an empty list somewhere: let the slow path report it
+        return None
+    try:
+        level: list[Any] = value
+        for size in shape[1:-1]:
+            if any(len(item) != size for item in level):
+                return None
+            level = list(chain.from_iterable(level))
+        if len(shape) > 1 and shape[-1] == 1:
+            level = [number for (number,) in level]  # unpacking checks each row has exactly one item
+            array = np.array(level)
+            expected: tuple[int, ...] = (len(level),)
+        else:
+            array = np.array(level)
+            expected = (len(level), shape[-1]) if len(shape) > 1 else (len(level),)
+    except (TypeError, ValueError):
+        return None
+    if array.shape != expected or array.dtype.kind not in _NUMERIC_KINDS:
+        return None
+    return array.reshape(shape)
+
+
+def _describe(array: np.ndarray) -> str:
+    kind = array.dtype.kind
+    if kind == "b":
+        return "booleans"
+    if kind in "US":
+        return "strings"
+    if kind == "O":
+        return "non-numeric values (null, objects or mixed types)"
+    return str(array.dtype)

@@ -1,0 +1,173 @@
+"""KServe V2 tensors: JSON ``data``, the binary tensor extension (REST) and gRPC tensors.
+
+Binary layout (both directions): the JSON header is the first ``Inference-Header-Content-Length``
+bytes of the body; each tensor with ``parameters.binary_data_size`` follows, in order, as little-endian
+row-major bytes. gRPC carries the same bytes in ``raw_input_contents`` / ``raw_output_contents``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInput
+from service.protocols.common import from_le_bytes, le_bytes
+from service.protocols.json import dumps, json_to_array, loads
+from service.protocols.v2.spec import CONTENTS_FIELDS, DATATYPES, datatype
+
+Arrays = dict[str | None, np.ndarray]
+
+
+# ----- one tensor, whatever the transport ----------------------------------------------------------
+def check_header(name: str, shape: Any, dtype_name: Any) -> tuple[list[int], str]:
+    """400 unless ``shape`` is a list of non-negative ints and ``dtype_name`` a supported numeric
+    datatype; returns both, typed."""
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if dtype_name not in DATATYPES:
+        raise InvalidInput(
+            f"input {name!r}: datatype {dtype_name!r} is not supported; expected one of {sorted(DATATYPES)}"
+        )
+    return shape, str(dtype_name)
+
+
+def array_from_bytes(name: str, raw: bytes | memoryview, dtype_name: str, shape: list[int]) -> np.ndarray:
+    """A tensor from little-endian row-major bytes (V2 binary extension, gRPC raw contents)."""
+    return from_le_bytes(name, raw, DATATYPES[dtype_name], shape)
+
+
+def array_from_values(name: str, values: np.ndarray, dtype_name: str, shape: list[int]) -> np.ndarray:
+    """A tensor from decoded values (JSON ``data``, gRPC typed contents), checked against ``shape``."""
+    count = math.prod(shape)
+    if dtype_name == "BOOL" and values.dtype.kind != "b":
+        raise InvalidInput(f"input {name!r}: datatype BOOL needs true/false values, got {values.dtype}")
+    if values.size != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, got {values.size}")
+    if values.dtype.kind == "f" and DATATYPES[dtype_name].kind in "iu":
+        raise InvalidInput(f"input {name!r}: datatype {dtype_name} needs integers, got fractional numbers")
+    return values.astype(DATATYPES[dtype_name], copy=False).reshape(shape)
+
+
+# ----- REST: JSON and binary bodies ----------------------------------------------------------------
+def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """The JSON header and the binary remainder of a V2 request body."""
+    if header_length is None:
+        payload = loads(body)
+        rest = memoryview(b"")
+    else:
+        try:
+            size = int(header_length)
+        except ValueError:
+            raise InvalidInput(
+                f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+            ) from None
+        if not 0 < size <= len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {size} is outside the body of {len(body)} bytes"
+            )
+        payload = loads(body[:size])
+        rest = memoryview(body)[size:]
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
+    return payload, rest
+
+
+def decode_inputs(payload: dict[str, Any], binary: memoryview) -> Arrays:
+    """``inputs`` of a V2 REST request as arrays of their declared datatypes and shapes."""
+    tensors = payload.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise InvalidInput("field 'inputs' must be a non-empty list of tensors")
+    arrays: Arrays = {}
+    offset = 0
+    for tensor in tensors:
+        array, used = _decode_tensor(tensor, binary[offset:])
+        offset += used
+        arrays[tensor["name"]] = array
+    if offset != len(binary):
+        raise InvalidInput(f"binary data is {len(binary)} bytes but the inputs declare {offset}")
+    return arrays
+
+
+def _decode_tensor(tensor: Any, binary: memoryview) -> tuple[np.ndarray, int]:
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise InvalidInput("each input needs a 'name' (string), 'shape', 'datatype' and 'data'")
+    name = tensor["name"]
+    shape, dtype_name = check_header(name, tensor.get("shape"), tensor.get("datatype"))
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary):
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size {size!r} but only {len(binary)} bytes follow the header"
+            )
+        return array_from_bytes(name, binary[:size], dtype_name, shape), size
+    if "data" not in tensor:
+        raise InvalidInput(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+    values = json_to_array(tensor["data"], name) if dtype_name != "BOOL" else np.asarray(tensor["data"])
+    return array_from_values(name, values, dtype_name, shape), 0
+
+
+def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, dict[str, bool]]:
+    """Requested output names (None = all) and which of them go back as binary data."""
+    default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return None, {"*": default_binary}
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise InvalidInput("field 'outputs' must be a list of {'name': ...} objects")
+    binary = {
+        o["name"]: bool((o.get("parameters") or {}).get("binary_data", default_binary)) for o in outputs
+    }
+    return [o["name"] for o in outputs], binary
+
+
+def encode_response(
+    header: dict[str, Any], outputs: dict[str, np.ndarray], binary: dict[str, bool]
+) -> tuple[bytes, int | None]:
+    """Body and (for binary outputs) the JSON header length of a V2 infer response."""
+    tensors, blobs = [], []
+    for name, array in outputs.items():
+        entry: dict[str, Any] = {"name": name, "datatype": datatype(array.dtype), "shape": list(array.shape)}
+        if binary.get(name, binary.get("*", False)):
+            raw = le_bytes(array)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = array.reshape(-1)
+        tensors.append(entry)
+    head = dumps({**header, "outputs": tensors})
+    if not blobs:
+        return head, None
+    return b"".join([head, *blobs]), len(head)
+
+
+# ----- gRPC: ModelInferRequest / ModelInferResponse ------------------------------------------------
+def decode_grpc_inputs(request: Any) -> Arrays:
+    """The inputs of a ``ModelInferRequest``: ``raw_input_contents`` for all, or typed ``contents``."""
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    arrays: Arrays = {}
+    for i, tensor in enumerate(request.inputs):
+        shape, dtype_name = check_header(tensor.name, list(tensor.shape), tensor.datatype)
+        if raw:
+            arrays[tensor.name] = array_from_bytes(tensor.name, raw[i], dtype_name, shape)
+            continue
+        field = CONTENTS_FIELDS.get(dtype_name)
+        if field is None:
+            raise InvalidInput(f"input {tensor.name!r}: {dtype_name} needs raw_input_contents")
+        values = np.asarray(getattr(tensor.contents, field))
+        arrays[tensor.name] = array_from_values(tensor.name, values, dtype_name, shape)
+    return arrays
+
+
+def fill_grpc_outputs(response: Any, outputs: dict[str, np.ndarray]) -> None:
+    """Add ``outputs`` to a ``ModelInferResponse`` as tensors with raw little-endian contents."""
+    for name, array in outputs.items():
+        response.outputs.add(name=name, datatype=datatype(array.dtype), shape=list(array.shape))
+        response.raw_output_contents.append(le_bytes(array))

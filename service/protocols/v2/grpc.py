@@ -1,0 +1,71 @@
+"""KServe V2 / Open Inference Protocol over gRPC (``inference.GRPCInferenceService``), with the
+service definition that ships in ``tritonclient``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from service.dataplane import DataPlane, InferenceRequest
+from service.protocols.common import parse_version
+from service.protocols.grpc_errors import grpc_guarded
+from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs
+from service.protocols.v2.spec import model_metadata, server_metadata
+
+PROTOCOL = "v2_grpc"
+
+
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @grpc_guarded
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        view = self.dataplane.find(request.name, parse_version(request.version))
+        return service_pb2.ModelReadyResponse(ready=view.ready)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerMetadataResponse(**server_metadata())
+
+    @grpc_guarded
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        doc = model_metadata(self.dataplane, request.name, parse_version(request.version))
+        response = service_pb2.ModelMetadataResponse(
+            name=doc["name"], versions=doc["versions"], platform=doc["platform"]
+        )
+        for key in ("inputs", "outputs"):
+            for t in doc[key]:
+                getattr(response, key).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        return response
+
+    @grpc_guarded
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        wanted = [o.name for o in request.outputs] or None
+        result = await self.dataplane.infer(
+            InferenceRequest(
+                request.model_name,
+                decode_grpc_inputs(request),
+                PROTOCOL,
+                version=parse_version(request.model_version),
+                outputs=wanted,
+            )
+        )
+        response = service_pb2.ModelInferResponse(
+            model_name=result.model, model_version=str(result.version), id=request.id
+        )
+        fill_grpc_outputs(response, result.outputs)
+        return response
+
+
+def register(server: grpc.aio.Server, dataplane: DataPlane) -> None:
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)

@@ -1,0 +1,82 @@
+"""KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.dataplane import InferenceRequest
+from service.metrics import observe_payload
+from service.protocols.common import parse_version
+from service.protocols.http import dataplane_of, guarded, json_response, read_body
+from service.protocols.v2.codec import decode_inputs, encode_response, requested_outputs, split_body
+from service.protocols.v2.spec import model_metadata, server_metadata
+
+PROTOCOL = "v2_rest"
+
+
+def _target(request: Request) -> tuple[str, int | None]:
+    return request.path_params["model"], parse_version(request.path_params.get("version"))
+
+
+async def metadata_of_server(_: Request) -> Response:
+    return json_response(server_metadata())
+
+
+async def live(_: Request) -> Response:
+    return json_response({"live": True})
+
+
+async def ready(request: Request) -> Response:
+    is_ready = dataplane_of(request).ready()
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+
+@guarded
+async def metadata(request: Request) -> Response:
+    return json_response(model_metadata(dataplane_of(request), *_target(request)))
+
+
+@guarded
+async def model_ready(request: Request) -> Response:
+    view = dataplane_of(request).find(*_target(request))
+    return json_response({"name": view.name, "ready": view.ready}, 200 if view.ready else 503)
+
+
+@guarded
+async def infer(request: Request) -> Response:
+    dataplane = dataplane_of(request)
+    name, version = _target(request)
+    body = await read_body(request)
+    payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
+    inputs = decode_inputs(payload, binary)
+    wanted, binary_out = requested_outputs(payload)
+    result = await dataplane.infer(InferenceRequest(name, inputs, PROTOCOL, version=version, outputs=wanted))
+    header: dict[str, Any] = {"model_name": result.model, "model_version": str(result.version)}
+    if "id" in payload:
+        header["id"] = payload["id"]
+    content, header_length = encode_response(header, result.outputs, binary_out)
+    observe_payload(result.model, PROTOCOL, len(body), len(content))
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )
+
+
+routes = [
+    Route("/v2", metadata_of_server, methods=["GET"]),
+    Route("/v2/health/live", live, methods=["GET"]),
+    Route("/v2/health/ready", ready, methods=["GET"]),
+    Route("/v2/models/{model}", metadata, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}", metadata, methods=["GET"]),
+    Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
+]
