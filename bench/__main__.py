@@ -5,6 +5,7 @@ Examples::
     .venv/bin/python -m bench                          # everything, ~10 s points, models/cnn/<latest>
     .venv/bin/python -m bench --quick --servers ours   # smoke run: ~2 s points
     .venv/bin/python -m bench --servers ours,bare-asgi --duration 5 --out /tmp/b
+    .venv/bin/python -m bench soak --requests 200000   # soak run (bench/soak.py; its own options)
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def environment(quiet: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["soak"]:  # ``python -m bench soak ...``: the soak run of bench/soak.py
+        from bench.soak import main as soak_main
+
+        return soak_main(given[1:])
     cfg, args = parse_args(argv)
     if args.from_json:  # re-render an earlier run (report format changes, added notes)
         return finish(json.loads(args.from_json.read_text()), args.out or args.from_json.parent, args.notes)
