@@ -8,13 +8,16 @@ cd "$(dirname "$0")"
 
 system_packages() {
   # Debian packages the tests use: Prometheus + promtool (monitoring tests start their own), wrk (benchmark),
-  # podman + runc + debootstrap (the container tests build deploy/Dockerfile on a locally made base image).
+  # podman + runc + debootstrap (the container tests build deploy/Dockerfile on a locally made base image),
+  # chromium + a font (the playground's browser tests drive /usr/bin/chromium headless through Playwright).
   local need=()
   command -v prometheus >/dev/null || need+=(prometheus)
   command -v wrk >/dev/null || need+=(wrk)
   command -v podman >/dev/null || need+=(podman)
   command -v runc >/dev/null || need+=(runc)
   command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v chromium >/dev/null || need+=(chromium)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
   [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from service.conversion import convert
 from service.errors import InternalError, InvalidInput, NotFound, Overloaded, ServingError
+from service.limits import DEFAULT_LIMITS, Limits
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
@@ -38,6 +40,10 @@ class InferenceRequest:
     version: int | None = None
     label: str | None = None
     outputs: list[str] | None = None
+    typed: bool = False
+    """Whether the arrays carry dtypes the client declared (V2 ``datatype``, TensorProto ``dtype``):
+    then only the model's dtype, or an integer dtype that converts to it exactly, is taken. Untyped
+    arrays (JSON numbers) are converted to the model's dtype when every value survives exactly."""
 
 
 @dataclass
@@ -52,8 +58,15 @@ def _shape_ok(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
     return len(shape) == len(spec.shape) and all(w in (-1, g) for w, g in zip(spec.shape, shape, strict=True))
 
 
-def validate_inputs(metadata: ModelMetadata, given: dict[str | None, np.ndarray]) -> tuple[Tensors, int]:
-    """Match ``given`` to the signature: names, numeric kind, shape (batch first); cast to the model dtype."""
+def validate_inputs(
+    metadata: ModelMetadata,
+    given: dict[str | None, np.ndarray],
+    typed: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[Tensors, int]:
+    """Match ``given`` to the signature: names, numeric kind, shape (batch first), rows; convert to the
+    model dtype by the dtype rule (:func:`convert`), and refuse NaN and infinities."""
+    limits.check_count("inputs", len(given))
     specs = {s.name: s for s in metadata.inputs}
     if None in given:
         if len(specs) != 1:
@@ -88,13 +101,16 @@ def validate_inputs(metadata: ModelMetadata, given: dict[str | None, np.ndarray]
         if rows is not None and array.shape[0] != rows:
             raise InvalidInput(f"inputs disagree on the batch size: {rows} vs {array.shape[0]} for {name!r}")
         rows = array.shape[0]
-        arrays[name] = array if array.dtype == spec.dtype else array.astype(spec.dtype)
+        limits.check_shape(name, array.shape)
+        arrays[name] = convert(name, array, np.dtype(spec.dtype), typed)
     assert rows is not None
     return arrays, rows
 
 
 class DataPlane:
     """Validation, batching and metrics around the registry; the only thing protocols talk to."""
+
+    _limits: Limits | None = None
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
@@ -105,6 +121,7 @@ class DataPlane:
         model_label = request.model if request.model in self.registry.models else "__unknown__"
         version_label = ""
         try:
+            self._check_names(request)
             sv = self.registry.resolve(request.model, request.version, request.label)
             version_label = str(sv.version)
             inflight = metrics.inflight.labels(sv.name, version_label, request.protocol)
@@ -128,7 +145,7 @@ class DataPlane:
 
     async def _run(self, sv: ServedVersion, request: InferenceRequest, metrics: Any) -> Tensors:
         assert sv.metadata is not None and sv.batcher is not None
-        arrays, rows = validate_inputs(sv.metadata, request.inputs)
+        arrays, rows = validate_inputs(sv.metadata, request.inputs, request.typed, self.limits)
         outputs, timing = await sv.batcher.submit(arrays, rows)
         metrics.queue.labels(sv.name, str(sv.version)).observe(timing.queue_s)
         metrics.compute.labels(sv.name, str(sv.version)).observe(timing.compute_s)
@@ -150,16 +167,38 @@ class DataPlane:
         if isinstance(error, Overloaded):
             metrics.rejected.labels(model, version, request.protocol).inc()
 
+    def _check_names(self, request: InferenceRequest) -> None:
+        """400 for over-long names, 413 for too many requested outputs (before any lookup)."""
+        limits = self.limits
+        limits.check_name("model", request.model)
+        if request.label is not None:
+            limits.check_name("label", request.label)
+        for key in request.inputs:
+            if key is not None:
+                limits.check_name("input", key)
+        if request.outputs:
+            limits.check_count("requested outputs", len(request.outputs))
+            for output in request.outputs:
+                limits.check_name("output", output)
+
     # ----- model information for the protocols (read-only views) -----------------------------
     @property
     def max_body_bytes(self) -> int:
         """The largest request body (bytes) any protocol accepts."""
         return self.registry.settings.max_body_bytes
 
+    @property
+    def limits(self) -> Limits:
+        """The request limits every protocol enforces (the decoders before they allocate)."""
+        if self._limits is None:
+            self._limits = Limits.from_settings(self.registry.settings)
+        return self._limits
+
     def model_names(self) -> list[str]:
         return sorted(self.registry.models)
 
     def _versions(self, name: str) -> list[ServedVersion]:
+        self.limits.check_name("model", name)
         if name not in self.registry.models:
             raise NotFound(f"model {name!r} not found; available models: {self.model_names()}")
         return [sv for _, sv in sorted(self.registry.models[name].items())]
@@ -173,6 +212,7 @@ class DataPlane:
         default (or the newest known) version. 404 only."""
         versions = self._versions(name)
         if label is not None:
+            self.limits.check_name("label", label)
             version = self.registry.label_version(name, label)
         if version is None:
             return (self.registry.default_version(name) or versions[-1]).view()

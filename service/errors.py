@@ -44,6 +44,34 @@ class NotFound(ServingError):
     grpc_code = "NOT_FOUND"
 
 
+class Unauthenticated(ServingError):
+    """No bearer token, or one the server does not know (access control is on)."""
+
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str, challenge: str = 'Bearer realm="keras-serving"') -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class Forbidden(ServingError):
+    """A valid token without the scope the route needs, or a cross-origin request from a refused origin."""
+
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+    def __init__(self, message: str, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge} if self.challenge else {}
+
+
 class PayloadTooLarge(ServingError):
     """Request body over the configured limit."""
 

@@ -22,6 +22,7 @@ from service.bento.patches import (
     take_own_listener,
     wrap_service,
 )
+from service.bento.security import access_policy, gated, install_gate, tls_config
 from service.dataplane import DataPlane
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
@@ -34,6 +35,7 @@ if settings.reuse_port:
     listen_per_worker()  # in the `bentoml serve` process
     take_own_listener()  # in each worker
 app = build_app()
+policy = access_policy(settings)  # None: no tokens configured, access control off
 log = logging.getLogger("service")
 log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log
 
@@ -45,6 +47,7 @@ log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) 
     http={"host": settings.host, "port": settings.port},
     logging={"access": {"enabled": settings.access_log}},
     tracing={"sample_rate": 0.0, "excluded_urls": tracing_exclusions()},
+    **tls_config(settings),
 )
 @bentoml.asgi_app(app, path="/")
 class ModelServer:
@@ -66,7 +69,7 @@ class ModelServer:
             get_metrics().worker_ready.set(1)
 
         report_patches(get_metrics().bentoml_patch)
-        self._grpc = await start_grpc(app.state.dataplane, settings)
+        self._grpc = await start_grpc(app.state.dataplane, settings, policy)
         self._start = asyncio.get_running_loop().create_task(load())
 
     @bentoml.on_shutdown
@@ -80,5 +83,7 @@ class ModelServer:
         return self.registry.ready()
 
 
+install_gate(ModelServer, policy, settings)  # BentoML's routes, and every route without the fast lane
 if settings.fast_lane and not settings.access_log:
-    wrap_service(ModelServer, lambda bento_app: FastLane(bento_app, app, settings.request_timeout_s))
+    ours = gated(app, policy, settings)
+    wrap_service(ModelServer, lambda bento_app: FastLane(bento_app, ours, settings.request_timeout_s))

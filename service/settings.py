@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RuntimeName = Literal["onnx", "tensorflow", "keras"]
@@ -30,6 +30,30 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(2.0, ge=0, description="Repository poll interval; 0 disables hot reload.")
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1, description="Largest request body accepted (413 above)."
+    )
+    max_rows: int = Field(
+        16384, ge=1, description="Most rows (first dimension) of a tensor in one request (413 above)."
+    )
+    max_elements: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="Most elements per tensor and per request, counted on the declared shapes before "
+        "anything is allocated (413 above).",
+    )
+    max_json_depth: int = Field(
+        32, ge=1, description="Deepest nesting of a tensor: JSON list depth or declared rank (400 above)."
+    )
+    max_inputs: int = Field(
+        16, ge=1, description="Most input tensors, and most requested outputs, in one request (413 above)."
+    )
+    max_name_length: int = Field(
+        256, ge=1, description="Longest model, label, input or output name in a request (400 above)."
+    )
+    grpc_max_receive_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, description="Largest gRPC request message (RESOURCE_EXHAUSTED above)."
+    )
+    grpc_max_send_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Largest gRPC response message (RESOURCE_EXHAUSTED above)."
     )
     runtime: RuntimeName = Field("onnx", description="Default runtime for models without an override.")
     onnx_providers: list[str] = Field(
@@ -67,6 +91,38 @@ class Settings(BaseSettings):
         description="Answer our REST routes without BentoML's per-request middleware (its request "
         "metrics, tracing, context); false sends every request through BentoML's stack.",
     )
+    inference_tokens: list[SecretStr] = Field(
+        [],
+        description="Bearer tokens granting the inference scope (JSON list; kept only as sha256 hashes); "
+        "any token (here, in admin_tokens or token_file) turns access control on.",
+    )
+    admin_tokens: list[SecretStr] = Field(
+        [], description="Bearer tokens granting the admin scope (protected /metrics and health, docs)."
+    )
+    token_file: Path | None = Field(
+        None, description="File of token hashes, one `sha256:<hex> <scope>[,<scope>]` per line."
+    )
+    protect_health: bool = Field(
+        False, description="Health routes (/livez, /readyz[/{model}], /v2/health/*) need an admin token."
+    )
+    protect_metrics: bool = Field(False, description="/metrics needs an admin token.")
+    cors_origins: list[str] = Field(
+        [],
+        description='Origins allowed to call the REST APIs from a browser (["*"] = any); empty = CORS off.',
+    )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain): HTTP and both gRPC ports serve TLS only."
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("SERVING_TLS_CERTFILE and SERVING_TLS_KEYFILE go together")
+        short = [t for t in [*self.inference_tokens, *self.admin_tokens] if len(t.get_secret_value()) < 16]
+        if short:
+            raise ValueError("bearer tokens must be at least 16 characters (use secrets.token_urlsafe(32))")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -25,11 +25,22 @@ class Server:
     """A BentoML server over ``repo``; use as a context manager. Logs go to ``log_path``."""
 
     def __init__(
-        self, repo: Path, log_path: Path, workers: int = 1, start_timeout: float = 90.0, **env: str
+        self,
+        repo: Path,
+        log_path: Path,
+        workers: int = 1,
+        start_timeout: float = 90.0,
+        ca: Path | None = None,
+        token: str | None = None,
+        **env: str,
     ) -> None:
+        """``ca``: the CA of a TLS server (``https`` URL, verified); ``token``: the bearer token this helper
+        sends on its own /readyz and /metrics calls (for servers with protected health or metrics)."""
         self.repo = repo
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
+        self.verify: str | bool = str(ca) if ca else True
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.tf_grpc = f"127.0.0.1:{free_port()}"
         self.v2_grpc = f"127.0.0.1:{free_port()}"
         self.log_path = log_path
@@ -85,7 +96,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + path, timeout=1).status_code == 200 and (
+                answer = requests.get(self.url + path, timeout=1, verify=self.verify, headers=self.headers)
+                if answer.status_code == 200 and (
                     not wait_ready or self.metric("serving_worker_ready") >= self.workers
                 ):  # /readyz is one worker's answer: wait until every worker has loaded the repository
                     return self
@@ -118,7 +130,7 @@ class Server:
         """Sum of the samples of ``name`` whose labels include ``labels`` (from /metrics)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = requests.get(self.url + "/metrics", timeout=5).text
+        text = requests.get(self.url + "/metrics", timeout=5, verify=self.verify, headers=self.headers).text
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

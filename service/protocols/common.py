@@ -13,11 +13,12 @@ from service.errors import InvalidInput
 def parse_version(raw: str | None) -> int | None:
     """A version from a path or message field: ``None``/empty -> default version, else a positive int (400).
 
-    Only ASCII digits count: ``str.isdigit`` also accepts other scripts' digits, which ``int`` may not take.
+    Only ASCII digits count: ``str.isdigit`` also accepts other scripts' digits, which ``int`` may not take;
+    at most 18 of them (any int64), so ``int`` never meets a number too long to convert.
     """
     if raw is None or raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise InvalidInput(f"version must be a positive integer, got {raw!r}")
     return int(raw)
 
@@ -37,3 +38,15 @@ def from_le_bytes(name: str, raw: bytes | memoryview, dtype: np.dtype[Any], shap
             f"({expected} bytes expected)"
         )
     return np.frombuffer(raw, dtype=little).reshape(shape)
+
+
+def check_int_range(name: str, values: np.ndarray, target: np.dtype[Any], type_name: str) -> None:
+    """400 when integer ``values`` do not fit the integer dtype ``target`` they stand for (``300`` for UINT8)."""
+    if values.size and values.dtype.kind in "iu" and target.kind in "iu":
+        info = np.iinfo(target)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            raise InvalidInput(
+                f"input {name!r}: values from {low} to {high} are outside {type_name}'s range "
+                f"[{info.min}, {info.max}]"
+            )

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from service.errors import InvalidInput
+from service.limits import DEFAULT_LIMITS, Limits
 
 _NUMERIC_KINDS = frozenset("iuf")
 
@@ -31,16 +32,23 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def json_to_array(value: Any, name: str) -> np.ndarray:
-    """Turn a nested JSON list of numbers into an array; strings, booleans, nulls or ragged rows are 400s."""
-    fast = _regular_numeric(value)
+def json_to_array(
+    value: Any, name: str, limits: Limits = DEFAULT_LIMITS, kinds: frozenset[str] = _NUMERIC_KINDS
+) -> np.ndarray:
+    """Turn a nested JSON list of numbers into an array; strings, booleans, nulls or ragged rows are 400s,
+    and so is nesting deeper than the limit; more rows or elements than the limits allow are 413s.
+    ``kinds`` are the NumPy dtype kinds accepted (``{"b"}`` for booleans)."""
+    fast = _regular_numeric(value, name, limits) if kinds is _NUMERIC_KINDS else None
     if fast is not None:
+        limits.check_shape(name, fast.shape)
         return fast
+    check_depth(value, name, limits.max_json_depth)
     try:
         array = np.asarray(value)
-    except ValueError as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input {name!r}: rows have different lengths ({exc})") from None
-    if array.dtype.kind not in _NUMERIC_KINDS:
+    limits.check_shape(name, array.shape)
+    if array.dtype.kind not in kinds:
         raise InvalidInput(
             f"input {name!r}: expected numbers, got {_describe(array)}",
             expected="numeric",
@@ -49,7 +57,19 @@ def json_to_array(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _regular_numeric(value: Any) -> np.ndarray | None:
+def check_depth(value: Any, name: str, limit: int) -> None:
+    """400 when lists or objects in ``value`` nest deeper than ``limit`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth >= limit:
+                raise InvalidInput(f"input {name!r}: nested deeper than {limit} levels", limit=limit)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
+
+
+def _regular_numeric(value: Any, name: str, limits: Limits) -> np.ndarray | None:
     """The array for a regular nested list of numbers, or ``None`` for anything else (the caller then
     takes the slow path, which says what is wrong).
 
@@ -67,6 +87,8 @@ def _regular_numeric(value: Any) -> np.ndarray | None:
         probe = probe[0]
     if type(probe) is list:  # an empty list somewhere: let the slow path report it
         return None
+    if len(shape) > limits.max_json_depth or shape[0] > limits.max_rows:
+        limits.check_shape(name, shape)  # too deep (400) or too many rows (413), before any copy
     try:
         level: list[Any] = value
         for size in shape[1:-1]:

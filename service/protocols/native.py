@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from service.dataplane import DataPlane, InferenceRequest, VersionView
 from service.errors import InvalidInput, Unavailable
+from service.limits import DEFAULT_LIMITS, Limits
 from service.metrics import observe_payload
 from service.protocols.http import dataplane_of, error_response, guarded, json_response, read_body
 from service.protocols.json import json_to_array, loads
@@ -25,8 +26,9 @@ from service.protocols.json import json_to_array, loads
 PROTOCOL = "native"
 
 
-def parse_predict(payload: Any) -> InferenceRequest:
-    """Decode the native predict body into an :class:`InferenceRequest` (400 on anything malformed)."""
+def parse_predict(payload: Any, limits: Limits = DEFAULT_LIMITS) -> InferenceRequest:
+    """Decode the native predict body into an :class:`InferenceRequest` (400 on anything malformed,
+    413 over the request limits)."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
     model = payload.get("model")
@@ -46,9 +48,10 @@ def parse_predict(payload: Any) -> InferenceRequest:
     if isinstance(raw, dict):
         if not raw:
             raise InvalidInput("field 'inputs' is an empty object")
-        inputs: dict[str | None, Any] = {str(k): json_to_array(v, str(k)) for k, v in raw.items()}
+        limits.check_count("inputs", len(raw))
+        inputs: dict[str | None, Any] = {str(k): json_to_array(v, str(k), limits) for k, v in raw.items()}
     else:
-        inputs = {None: json_to_array(raw, "inputs")}
+        inputs = {None: json_to_array(raw, "inputs", limits)}
     outputs = payload.get("outputs")
     if outputs is not None and (
         not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)
@@ -62,7 +65,7 @@ async def predict(request: Request) -> Response:
     """Run one (batched) prediction."""
     dataplane = dataplane_of(request)
     body = await read_body(request)
-    infer = parse_predict(loads(body))
+    infer = parse_predict(loads(body), dataplane.limits)
     result = await dataplane.infer(infer)
     response = json_response(
         {
@@ -77,7 +80,9 @@ async def predict(request: Request) -> Response:
 
 
 def describe_version(view: VersionView) -> dict[str, Any]:
-    """One version in ``GET /v1/models``: state, runtime and provider, signature, class labels."""
+    """One version in ``GET /v1/models``: state, runtime and provider, signature, class labels, input
+    contract, and from its ``metadata.json`` the example batch (real held-out inputs), the training
+    metrics and the parity figures."""
     meta = view.metadata
     return {
         "version": view.version,
@@ -90,6 +95,9 @@ def describe_version(view: VersionView) -> dict[str, Any]:
         "outputs": [s.model_dump() for s in meta.outputs] if meta else None,
         "class_labels": meta.labels if meta else None,
         "input_contract": meta.input_contract if meta else None,
+        "example": meta.example if meta else None,
+        "metrics": meta.metrics if meta else None,
+        "parity": meta.parity.model_dump() if meta else None,
     }
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from service.limits import DEFAULT_LIMITS, Limits
+from service.protocols.openapi_schemas import (
+    Catalog,
+    native_request,
+    path_schema,
+    tensor_schema,
+    tfserving_request,
+    v2_request,
+)
+from service.protocols.ui import ASSETS
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -12,20 +23,12 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    tensor = {"description": "A batch: nested lists of numbers, first dimension = rows.", "type": "array"}
-    predict_request = {
-        "type": "object",
-        "required": ["model", "inputs"],
-        "properties": {
-            "model": {"type": "string", "example": "cnn"},
-            "version": {"type": "integer", "minimum": 1},
-            "label": {"type": "string", "example": "stable"},
-            "inputs": {"oneOf": [tensor, {"type": "object", "additionalProperties": tensor}]},
-            "outputs": {"type": "array", "items": {"type": "string"}},
-        },
-    }
+@lru_cache(maxsize=4)
+def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The document; ``catalog`` (the models served now) fills the path parameters' enums and the
+    examples, ``limits`` the request schemas' constraints."""
+    tensor = tensor_schema(limits)
+    predict_request = native_request(catalog, limits)
     predict_response = {
         "type": "object",
         "properties": {
@@ -54,7 +57,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("Malformed JSON, wrong shape or dtype, empty or non-numeric input"),
                         "404": _error("Unknown model, version or label"),
-                        "413": _error("Body over the size limit"),
+                        "413": _error("Body, rows, elements or inputs over the limits"),
                         "503": _error("Model not ready or overloaded (Retry-After set)"),
                         "500": _error("Internal error (no internals in the body)"),
                     },
@@ -66,9 +69,7 @@ def openapi_document() -> dict[str, Any]:
             "/readyz/{model}": {
                 "get": {
                     "summary": "Readiness of one model",
-                    "parameters": [
-                        {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": _path_param(catalog, limits, "model"),
                     "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
                 }
             },
@@ -77,7 +78,8 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "Every served default version is loaded and warm", "responses": plain_ok}
             },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": plain_ok}},
-            **_compat_paths(),
+            **_compat_paths(catalog, limits),
+            **_ui_paths(),
         },
         "components": {
             "schemas": {
@@ -92,26 +94,33 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _path_param(*names: str) -> list[dict[str, Any]]:
-    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+def _path_param(catalog: Catalog, limits: Limits, *names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": path_schema(n, catalog, limits)} for n in names
+    ]
 
 
-def _compat_paths() -> dict[str, Any]:
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
     """TF Serving and KServe V2 REST routes (their bodies follow those projects' own documents)."""
-    json_body = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    tf_body, v2_body = _body(tfserving_request(catalog, limits)), _body(v2_request(catalog, limits))
     errors = {
         "400": _error("Bad input"),
         "404": _error("Unknown model/version/label"),
+        "413": _error("Body, rows, elements or inputs over the limits"),
         "503": _error("Not ready"),
     }
     ok = {"200": {"description": "OK"}}
     paths: dict[str, Any] = {}
     for suffix, params in (("", ()), ("/versions/{version}", ("version",)), ("/labels/{label}", ("label",))):
         base = "/v1/models/{model}" + suffix
-        parameters = _path_param("model", *params)
+        parameters = _path_param(catalog, limits, "model", *params)
         tag = ["TF Serving REST"]
         paths[base + ":predict"] = {"post": {"tags": tag, "summary": "TF Serving predict (instances or inputs)",
-                                             "parameters": parameters, "requestBody": json_body,
+                                             "parameters": parameters, "requestBody": tf_body,
                                              "responses": {**ok, **errors}}}  # fmt: skip
         paths[base] = {"get": {"tags": tag, "summary": "Model version status", "parameters": parameters,
                                "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
@@ -125,12 +134,45 @@ def _compat_paths() -> dict[str, Any]:
     }
     for suffix, params in (("", ()), ("/versions/{version}", ("version",))):
         base = "/v2/models/{model}" + suffix
-        parameters = _path_param("model", *params)
+        parameters = _path_param(catalog, limits, "model", *params)
         paths[base] = {"get": {"tags": v2, "summary": "Model metadata", "parameters": parameters,
                                "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
         paths[base + "/ready"] = {"get": {"tags": v2, "summary": "Model readiness", "parameters": parameters,
                                           "responses": {**ok, "503": errors["503"]}}}  # fmt: skip
         paths[base + "/infer"] = {"post": {"tags": v2, "summary": "Inference (JSON or binary tensor extension)",
-                                           "parameters": parameters, "requestBody": json_body,
+                                           "parameters": parameters, "requestBody": v2_body,
                                            "responses": {**ok, **errors}}}  # fmt: skip
     return paths
+
+
+def _ui_paths() -> dict[str, Any]:
+    """The playground page and its two files (HTML, JavaScript, CSS; not JSON)."""
+    tag = ["Playground"]
+    page = {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    asset = {
+        "200": {
+            "description": "The file",
+            "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+            },
+        },
+        "404": _error(f"No such file (only {', '.join(sorted(ASSETS))} are served)"),
+    }
+    file_param = {
+        "name": "file",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": sorted(ASSETS)},
+    }
+    return {
+        "/ui": {"get": {"tags": tag, "summary": "Playground web page", "responses": page}},
+        "/ui/{file}": {
+            "get": {
+                "tags": tag,
+                "summary": "The page's script or style sheet",
+                "parameters": [file_param],
+                "responses": asset,
+            }
+        },
+    }

@@ -1,8 +1,8 @@
 """The route table of every REST protocol, known once.
 
-:data:`API_ROUTES` groups the routes by API (``native``, ``tfserving``, ``v2``); the ASGI app, the fast
-lane's choice of which paths are ours, the ``api`` label of the HTTP metrics and the tracing exclusions
-all derive from it, and a test holds the OpenAPI document against it.
+:data:`API_ROUTES` groups the routes by API (``native``, ``tfserving``, ``v2``, and ``ui`` for the playground
+page and its files); the ASGI app, the fast lane's choice of which paths are ours, the ``api`` label of the
+HTTP metrics and the tracing exclusions all derive from it, and a test holds the OpenAPI document against it.
 """
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.errors import NotFound
-from service.protocols import native
-from service.protocols.http import error_response, json_response
+from service.protocols import native, ui
+from service.protocols.http import dataplane_of, error_response, json_response
 from service.protocols.openapi import openapi_document
+from service.protocols.openapi_schemas import catalog_of
 from service.protocols.tfserving import rest as tfserving_rest
 from service.protocols.v2 import rest as v2_rest
 
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
-async def openapi(_: Request) -> Response:
-    return json_response(openapi_document())
+async def openapi(request: Request) -> Response:
+    dataplane = dataplane_of(request)
+    return json_response(openapi_document(catalog_of(dataplane), dataplane.limits))
 
 
 async def not_found(request: Request) -> Response:
@@ -34,6 +36,7 @@ API_ROUTES: dict[str, list[Route]] = {
     "native": [*native.routes, Route("/v1/openapi.json", openapi, methods=["GET"])],
     "tfserving": tfserving_rest.routes,
     "v2": v2_rest.routes,
+    "ui": ui.routes,
 }
 """Every route of ours by API; the catch-alls below come after them."""
 CATCH_ALL: dict[str, Route] = {
@@ -64,7 +67,7 @@ def is_ours(path: str) -> bool:
 
 
 def api_of(path: str) -> str:
-    """The API a path of ours belongs to (the ``api`` label): ``native``, ``tfserving`` or ``v2``."""
+    """The API a path of ours belongs to (the ``api`` label): ``native``, ``tfserving``, ``v2`` or ``ui``."""
     for literal, exact, api in _MATCHERS:
         if path == literal if exact else path.startswith(literal):
             return api

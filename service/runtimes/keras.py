@@ -38,7 +38,9 @@ class KerasRuntime(Runtime):
                 f"keras was imported with backend {keras.backend.backend()!r}; start with KERAS_BACKEND=jax"
             )
         try:
-            self._model = keras.saving.load_model(self.directory / "model.keras", compile=False)
+            self._model = keras.saving.load_model(
+                self.directory / "model.keras", compile=False, safe_mode=True
+            )
         except Exception as exc:
             raise ArtifactError(f"model.keras cannot be loaded: {exc}") from exc
         model = self._model

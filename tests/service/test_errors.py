@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from service.errors import (
+    Forbidden,
     InternalError,
     InvalidInput,
     NotFound,
@@ -17,6 +18,7 @@ from service.errors import (
     PayloadTooLarge,
     ServingError,
     TimedOut,
+    Unauthenticated,
     Unavailable,
 )
 from service.protocols.grpc_errors import abort
@@ -25,6 +27,8 @@ from service.protocols.http import error_response
 CASES = [
     (InvalidInput("x"), 400, "INVALID_ARGUMENT"),
     (NotFound("x"), 404, "NOT_FOUND"),
+    (Unauthenticated("x"), 401, "UNAUTHENTICATED"),
+    (Forbidden("x"), 403, "PERMISSION_DENIED"),
     (PayloadTooLarge("x"), 413, "RESOURCE_EXHAUSTED"),
     (Unavailable("x"), 503, "UNAVAILABLE"),
     (Overloaded("x"), 503, "UNAVAILABLE"),
@@ -76,3 +80,8 @@ def test_details_and_messages() -> None:
     assert Unavailable("x", retry_after_s=3).headers() == {"Retry-After": "3"}
     assert InvalidInput("bad", expected=[1]).body() == {"error": "bad", "expected": [1]}
     assert "Traceback" not in InternalError().message
+    assert Unauthenticated("x").headers() == {"WWW-Authenticate": 'Bearer realm="keras-serving"'}
+    assert Forbidden("x").headers() == {}
+    assert Forbidden("x", challenge='Bearer error="insufficient_scope"').headers() == {
+        "WWW-Authenticate": 'Bearer error="insufficient_scope"'
+    }

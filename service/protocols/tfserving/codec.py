@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from typing import Any
 
 import numpy as np
 
 from service.errors import InvalidInput
-from service.protocols.common import from_le_bytes, le_bytes
+from service.limits import DEFAULT_LIMITS, Limits
+from service.protocols.common import check_int_range, from_le_bytes, le_bytes
 from service.protocols.json import json_to_array
 from service.protocols.tfserving.spec import DTYPE_BY_NUMBER, DTYPES, SIGNATURE, check_signature, dtype_name
 
@@ -20,11 +20,29 @@ _VALUE_FIELDS = {
     "DT_INT16": "int_val", "DT_INT8": "int_val", "DT_INT64": "int64_val", "DT_BOOL": "bool_val",
     "DT_UINT16": "int_val", "DT_UINT32": "uint32_val", "DT_UINT64": "uint64_val",
 }  # fmt: skip
+_FIELD_DTYPES = {
+    "float_val": np.float32, "double_val": np.float64, "int_val": np.int32, "int64_val": np.int64,
+    "bool_val": np.bool_, "uint32_val": np.uint32, "uint64_val": np.uint64, "half_val": np.int32,
+}  # fmt: skip
+"""The value type of each ``*_val`` field, so values are read exactly (then range-checked)."""
 
 
 # ----- gRPC: TensorProto ---------------------------------------------------------------------------
-def tensor_to_array(name: str, proto: Any) -> np.ndarray:
-    """A TensorProto as an array (``tensor_content`` bytes or the typed ``*_val`` fields)."""
+def decode_inputs(inputs: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str | None, np.ndarray]:
+    """The ``inputs`` map of a ``PredictRequest`` as arrays; the count and the declared shapes are
+    checked against ``limits`` before any tensor is decoded."""
+    limits.check_count("inputs", len(inputs))
+    total = 0
+    for name, proto in inputs.items():
+        limits.check_name("input", name)
+        total += limits.check_shape(name, [max(d.size, 0) for d in proto.tensor_shape.dim])
+    limits.check_total(total)
+    return {name: tensor_to_array(name, proto, limits) for name, proto in inputs.items()}
+
+
+def tensor_to_array(name: str, proto: Any, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """A TensorProto as an array (``tensor_content`` bytes or the typed ``*_val`` fields); the declared
+    shape is checked against ``limits`` first, values against the dtype's range (400, never a wrap)."""
     if proto.dtype not in DTYPE_BY_NUMBER:
         raise InvalidInput(
             f"input {name!r}: TensorProto dtype {proto.dtype} is not a numeric type this server takes"
@@ -33,15 +51,18 @@ def tensor_to_array(name: str, proto: Any) -> np.ndarray:
     shape = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input {name!r}: tensor_shape {shape} has a negative dimension")
-    count = math.prod(shape)
+    count = limits.check_shape(name, shape)
     if proto.tensor_content:
         return from_le_bytes(name, proto.tensor_content, dtype, shape)
+    field = "half_val" if dtype_enum == "DT_HALF" else _VALUE_FIELDS[dtype_enum]
+    values: np.ndarray = np.asarray(getattr(proto, field), dtype=_FIELD_DTYPES[field])
+    storage = np.dtype(np.uint16) if dtype_enum == "DT_HALF" else dtype  # half_val holds the bit patterns
+    check_int_range(name, values, storage, dtype_enum)
+    array = values.astype(storage)
     if dtype_enum == "DT_HALF":
-        array = np.asarray(proto.half_val, dtype=np.uint16).view(np.float16)
-    else:
-        array = np.asarray(getattr(proto, _VALUE_FIELDS[dtype_enum]), dtype=dtype)
-        if array.size == 1 and count > 1:
-            array = np.full(count, array[0], dtype=dtype)  # TF fills a shape from one value
+        array = array.view(np.float16)
+    if array.size == 1 and count > 1:
+        array = np.full(count, array[0], dtype=dtype)  # TF fills a shape from one value
     if array.size != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, got {array.size}")
     return array.reshape(shape)
@@ -56,21 +77,24 @@ def array_to_tensor(array: np.ndarray, proto: Any) -> None:
 
 
 # ----- REST: row and columnar JSON -----------------------------------------------------------------
-def decode_b64(value: Any) -> Any:
-    """Replace every ``{"b64": "..."}`` in ``value`` by its decoded bytes (400 on invalid base64)."""
+def decode_b64(value: Any, depth: int = DEFAULT_LIMITS.max_json_depth + 2) -> Any:
+    """Replace every ``{"b64": "..."}`` in ``value`` by its decoded bytes (400 on invalid base64, and on
+    nesting deeper than ``depth`` levels: the body around the tensors adds two)."""
+    if depth < 0 and isinstance(value, dict | list):
+        raise InvalidInput("the body is nested too deeply")
     if isinstance(value, dict):
         if set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
             except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters
                 raise InvalidInput(f"invalid base64 value: {exc}") from None
-        return {k: decode_b64(v) for k, v in value.items()}
+        return {k: decode_b64(v, depth - 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [decode_b64(v) for v in value]
+        return [decode_b64(v, depth - 1) for v in value]
     return value
 
 
-def parse_predict(payload: Any) -> tuple[dict[str | None, np.ndarray], bool]:
+def parse_predict(payload: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[dict[str | None, np.ndarray], bool]:
     """Inputs of a predict body and whether it used the row (``instances``) format."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
@@ -87,12 +111,16 @@ def parse_predict(payload: Any) -> tuple[dict[str | None, np.ndarray], bool]:
             keys = set(instances[0])
             if not all(isinstance(i, dict) and set(i) == keys for i in instances):
                 raise InvalidInput(f"every instance must name the same inputs {sorted(keys)}")
-            return {k: json_to_array([i[k] for i in instances], k) for k in keys}, True
-        return {None: json_to_array(instances, "instances")}, True
+            limits.check_count("inputs", len(keys))
+            return {k: json_to_array([i[k] for i in instances], k, limits) for k in keys}, True
+        return {None: json_to_array(instances, "instances", limits)}, True
     inputs = payload["inputs"]
     if isinstance(inputs, dict):
-        return {k: json_to_array(v, k) for k, v in inputs.items()}, False
-    return {None: json_to_array(inputs, "inputs")}, False
+        if not inputs:
+            raise InvalidInput("'inputs' is an empty object")
+        limits.check_count("inputs", len(inputs))
+        return {k: json_to_array(v, k, limits) for k, v in inputs.items()}, False
+    return {None: json_to_array(inputs, "inputs", limits)}, False
 
 
 def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
 from service.protocols.grpc_errors import grpc_guarded
-from service.protocols.tfserving.codec import array_to_tensor, tensor_to_array
+from service.protocols.tfserving.codec import array_to_tensor, decode_inputs
 from service.protocols.tfserving.protos import tfserving_protos
 from service.protocols.tfserving.spec import SIGNATURE, check_signature, model_status, signature_def_map
 
@@ -31,10 +31,12 @@ def _servicers(dataplane: DataPlane) -> tuple[Any, Any]:
         @grpc_guarded
         async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
             name, version, label = _spec(request.model_spec)
-            inputs: dict[str | None, Any] = {k: tensor_to_array(k, v) for k, v in request.inputs.items()}
+            inputs = decode_inputs(request.inputs, dataplane.limits)
             wanted = list(request.output_filter) or None
             result = await dataplane.infer(
-                InferenceRequest(name, inputs, PROTOCOL, version=version, label=label, outputs=wanted)
+                InferenceRequest(
+                    name, inputs, PROTOCOL, version=version, label=label, outputs=wanted, typed=True
+                )
             )
             response = pb.predict_pb2.PredictResponse()
             response.model_spec.name = result.model

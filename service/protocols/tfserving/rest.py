@@ -44,8 +44,8 @@ async def predict(request: Request) -> Response:
     body = await read_body(request)
     payload = loads(body)
     if b'"b64"' in body:
-        payload = decode_b64(payload)
-    inputs, row = parse_predict(payload)
+        payload = decode_b64(payload, dataplane.limits.max_json_depth + 2)
+    inputs, row = parse_predict(payload, dataplane.limits)
     result = await dataplane.infer(InferenceRequest(name, inputs, PROTOCOL, version=version, label=label))
     response = json_response(format_outputs(result.outputs, row))
     observe_payload(result.model, PROTOCOL, len(body), len(response.body))

@@ -13,25 +13,46 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput
-from service.protocols.common import from_le_bytes, le_bytes
+from service.limits import DEFAULT_LIMITS, Limits
+from service.protocols.common import check_int_range, from_le_bytes, le_bytes
 from service.protocols.json import dumps, json_to_array, loads
 from service.protocols.v2.spec import CONTENTS_FIELDS, DATATYPES, datatype
 
 Arrays = dict[str | None, np.ndarray]
+_ANY_KIND = frozenset("biufcUSO")
+_FIELD_DTYPES = {
+    "bool_contents": np.bool_, "int_contents": np.int32, "int64_contents": np.int64,
+    "uint_contents": np.uint32, "uint64_contents": np.uint64, "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+}  # fmt: skip
+"""The value type of each typed ``contents`` field, so values are read exactly (then range-checked)."""
+
+
+def parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """``obj["parameters"]`` (absent or null = ``{}``); 400 unless it is an object."""
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f"{where}: 'parameters' must be an object, got {type(params).__name__}")
+    return params
 
 
 # ----- one tensor, whatever the transport ----------------------------------------------------------
-def check_header(name: str, shape: Any, dtype_name: Any) -> tuple[list[int], str]:
+def check_header(
+    name: str, shape: Any, dtype_name: Any, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[int], str]:
     """400 unless ``shape`` is a list of non-negative ints and ``dtype_name`` a supported numeric
-    datatype; returns both, typed."""
+    datatype; 413 when the declared shape is over the limits (nothing is allocated yet); returns both."""
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}")
-    if dtype_name not in DATATYPES:
+    if not isinstance(dtype_name, str) or dtype_name not in DATATYPES:
         raise InvalidInput(
             f"input {name!r}: datatype {dtype_name!r} is not supported; expected one of {sorted(DATATYPES)}"
         )
+    limits.check_shape(name, shape)
     return shape, str(dtype_name)
 
 
@@ -47,9 +68,11 @@ def array_from_values(name: str, values: np.ndarray, dtype_name: str, shape: lis
         raise InvalidInput(f"input {name!r}: datatype BOOL needs true/false values, got {values.dtype}")
     if values.size != count:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {count} values, got {values.size}")
-    if values.dtype.kind == "f" and DATATYPES[dtype_name].kind in "iu":
+    target = DATATYPES[dtype_name]
+    if values.dtype.kind == "f" and target.kind in "iu" and values.size:
         raise InvalidInput(f"input {name!r}: datatype {dtype_name} needs integers, got fractional numbers")
-    return values.astype(DATATYPES[dtype_name], copy=False).reshape(shape)
+    check_int_range(name, values, target, dtype_name)
+    return values.astype(target, copy=False).reshape(shape)
 
 
 # ----- REST: JSON and binary bodies ----------------------------------------------------------------
@@ -59,12 +82,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         payload = loads(body)
         rest = memoryview(b"")
     else:
-        try:
-            size = int(header_length)
-        except ValueError:
-            raise InvalidInput(
-                f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
-            ) from None
+        if not (header_length.isascii() and header_length.isdigit()):
+            raise InvalidInput(f"Inference-Header-Content-Length must be ASCII digits, got {header_length!r}")
+        size = int(header_length)
         if not 0 < size <= len(body):
             raise InvalidInput(
                 f"Inference-Header-Content-Length {size} is outside the body of {len(body)} bytes"
@@ -76,28 +96,35 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     return payload, rest
 
 
-def decode_inputs(payload: dict[str, Any], binary: memoryview) -> Arrays:
+def decode_inputs(payload: dict[str, Any], binary: memoryview, limits: Limits = DEFAULT_LIMITS) -> Arrays:
     """``inputs`` of a V2 REST request as arrays of their declared datatypes and shapes."""
     tensors = payload.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise InvalidInput("field 'inputs' must be a non-empty list of tensors")
+    limits.check_count("inputs", len(tensors))
+    parameters(payload, "request")
     arrays: Arrays = {}
-    offset = 0
+    offset = total = 0
     for tensor in tensors:
-        array, used = _decode_tensor(tensor, binary[offset:])
+        array, used = _decode_tensor(tensor, binary[offset:], limits)
         offset += used
+        if tensor["name"] in arrays:
+            raise InvalidInput(f"input {tensor['name']!r} is given twice")
         arrays[tensor["name"]] = array
+        total += array.size
+        limits.check_total(total)
     if offset != len(binary):
         raise InvalidInput(f"binary data is {len(binary)} bytes but the inputs declare {offset}")
     return arrays
 
 
-def _decode_tensor(tensor: Any, binary: memoryview) -> tuple[np.ndarray, int]:
+def _decode_tensor(tensor: Any, binary: memoryview, limits: Limits) -> tuple[np.ndarray, int]:
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise InvalidInput("each input needs a 'name' (string), 'shape', 'datatype' and 'data'")
     name = tensor["name"]
-    shape, dtype_name = check_header(name, tensor.get("shape"), tensor.get("datatype"))
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    limits.check_name("input", name)
+    shape, dtype_name = check_header(name, tensor.get("shape"), tensor.get("datatype"), limits)
+    size = parameters(tensor, f"input {name!r}").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary):
             raise InvalidInput(
@@ -106,13 +133,30 @@ def _decode_tensor(tensor: Any, binary: memoryview) -> tuple[np.ndarray, int]:
         return array_from_bytes(name, binary[:size], dtype_name, shape), size
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
-    values = json_to_array(tensor["data"], name) if dtype_name != "BOOL" else np.asarray(tensor["data"])
+    if dtype_name == "BOOL":  # booleans, or anything else that array_from_values then names
+        values = json_to_array(tensor["data"], name, limits, kinds=_ANY_KIND)
+    else:
+        values = json_to_array(tensor["data"], name, limits)
+        if values.dtype.kind == "f" and DATATYPES[dtype_name].kind in "iu":
+            values = _exact_integers(name, tensor["data"], values)
     return array_from_values(name, values, dtype_name, shape), 0
+
+
+def _exact_integers(name: str, data: Any, values: np.ndarray) -> np.ndarray:
+    """JSON integers NumPy read as float64 (one of them is beyond INT64, e.g. a large UINT64) as exact
+    Python integers again; ``values`` unchanged when some of them are fractional numbers after all."""
+    items = np.array(data, dtype=object).reshape(-1)
+    if not items.size or not all(type(v) is int for v in items):
+        return values
+    low, high = min(items), max(items)
+    if low < 0 or high > np.iinfo(np.uint64).max:
+        raise InvalidInput(f"input {name!r}: integers from {low} to {high} fit no integer datatype")
+    return items.astype(np.uint64).reshape(values.shape)
 
 
 def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, dict[str, bool]]:
     """Requested output names (None = all) and which of them go back as binary data."""
-    default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    default_binary = bool(parameters(payload, "request").get("binary_data_output", False))
     outputs = payload.get("outputs")
     if outputs is None:
         return None, {"*": default_binary}
@@ -121,7 +165,8 @@ def requested_outputs(payload: dict[str, Any]) -> tuple[list[str] | None, dict[s
     ):
         raise InvalidInput("field 'outputs' must be a list of {'name': ...} objects")
     binary = {
-        o["name"]: bool((o.get("parameters") or {}).get("binary_data", default_binary)) for o in outputs
+        o["name"]: bool(parameters(o, f"output {o['name']!r}").get("binary_data", default_binary))
+        for o in outputs
     }
     return [o["name"] for o in outputs], binary
 
@@ -147,21 +192,38 @@ def encode_response(
 
 
 # ----- gRPC: ModelInferRequest / ModelInferResponse ------------------------------------------------
-def decode_grpc_inputs(request: Any) -> Arrays:
-    """The inputs of a ``ModelInferRequest``: ``raw_input_contents`` for all, or typed ``contents``."""
+def decode_grpc_inputs(request: Any, limits: Limits = DEFAULT_LIMITS) -> Arrays:
+    """The inputs of a ``ModelInferRequest``: ``raw_input_contents`` for all, or typed ``contents``
+    (never both for one input: the protocol forbids it)."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    limits.check_count("inputs", len(request.inputs))
     arrays: Arrays = {}
+    total = 0
     for i, tensor in enumerate(request.inputs):
-        shape, dtype_name = check_header(tensor.name, list(tensor.shape), tensor.datatype)
+        limits.check_name("input", tensor.name)
+        if tensor.name in arrays:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        shape, dtype_name = check_header(tensor.name, list(tensor.shape), tensor.datatype, limits)
+        total += math.prod(shape)
+        limits.check_total(total)
+        if raw and tensor.HasField("contents") and tensor.contents.ByteSize():
+            raise InvalidInput(
+                f"input {tensor.name!r} has both contents and raw_input_contents; send one of them"
+            )
         if raw:
             arrays[tensor.name] = array_from_bytes(tensor.name, raw[i], dtype_name, shape)
             continue
         field = CONTENTS_FIELDS.get(dtype_name)
         if field is None:
             raise InvalidInput(f"input {tensor.name!r}: {dtype_name} needs raw_input_contents")
-        values = np.asarray(getattr(tensor.contents, field))
+        filled = [f.name for f, _ in tensor.contents.ListFields()]
+        if filled and filled != [field]:
+            raise InvalidInput(
+                f"input {tensor.name!r}: {dtype_name} values go in contents.{field}, got {filled}"
+            )
+        values: np.ndarray = np.asarray(getattr(tensor.contents, field), dtype=_FIELD_DTYPES[field])
         arrays[tensor.name] = array_from_values(tensor.name, values, dtype_name, shape)
     return arrays
 

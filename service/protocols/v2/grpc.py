@@ -54,10 +54,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         result = await self.dataplane.infer(
             InferenceRequest(
                 request.model_name,
-                decode_grpc_inputs(request),
+                decode_grpc_inputs(request, self.dataplane.limits),
                 PROTOCOL,
                 version=parse_version(request.model_version),
                 outputs=wanted,
+                typed=True,
             )
         )
         response = service_pb2.ModelInferResponse(

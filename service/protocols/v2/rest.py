@@ -52,9 +52,11 @@ async def infer(request: Request) -> Response:
     name, version = _target(request)
     body = await read_body(request)
     payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
-    inputs = decode_inputs(payload, binary)
+    inputs = decode_inputs(payload, binary, dataplane.limits)
     wanted, binary_out = requested_outputs(payload)
-    result = await dataplane.infer(InferenceRequest(name, inputs, PROTOCOL, version=version, outputs=wanted))
+    result = await dataplane.infer(
+        InferenceRequest(name, inputs, PROTOCOL, version=version, outputs=wanted, typed=True)
+    )
     header: dict[str, Any] = {"model_name": result.model, "model_version": str(result.version)}
     if "id" in payload:
         header["id"] = payload["id"]

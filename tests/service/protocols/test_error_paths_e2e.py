@@ -45,7 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "  tiny: {max_wait_ms: 50, max_queue_rows: 1}\n"  # a second queued request is rejected (503)
     )
     log = tmp_path_factory.mktemp("logs") / "server.log"
-    with Server(repo, log, workers=1, SERVING_MAX_BODY_BYTES=str(LIMIT)) as srv:
+    limits = {"SERVING_MAX_BODY_BYTES": str(LIMIT), "SERVING_GRPC_MAX_RECEIVE_BYTES": str(LIMIT)}
+    with Server(repo, log, workers=1, **limits) as srv:
         yield srv
 
 

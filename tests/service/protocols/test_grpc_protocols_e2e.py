@@ -61,8 +61,11 @@ def test_tfserving_predict_by_default_version_and_label(channel: grpc.Channel) -
     assert response.model_spec.version.value == 2
     response = stub.Predict(predict_request("m", x, version=1), timeout=10)
     np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), x)
-    response = stub.Predict(predict_request("m", x.astype(np.float64), label="stable"), timeout=10)
+    response = stub.Predict(predict_request("m", x, label="stable"), timeout=10)
     assert response.model_spec.version.value == 1
+    with pytest.raises(grpc.RpcError) as err:  # the dtype rule: DT_DOUBLE to a DT_FLOAT model
+        stub.Predict(predict_request("m", x.astype(np.float64)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expected float32" in err.value.details()
     # typed value fields instead of tensor_content
     request = predict_request("m", x)
     request.inputs["x"].ClearField("tensor_content")
@@ -151,17 +154,18 @@ def test_v2_grpc_with_tritonclient(server: Server) -> None:
     result = client.infer("m", [inp], outputs=[grpcclient.InferRequestedOutput("y")], request_id="r1")
     np.testing.assert_array_equal(result.as_numpy("y"), x * 2)
     assert result.get_response().id == "r1" and result.get_response().model_version == "2"
-    for datatype, dtype in (
-        ("INT64", np.int64),
-        ("UINT8", np.uint8),
-        ("FP16", np.float16),
-        ("BOOL", np.bool_),
-    ):
+    for datatype, dtype in (("UINT8", np.uint8), ("INT16", np.int16)):  # integers that convert exactly
         inp = grpcclient.InferInput("x", [1, 4], datatype)
         inp.set_data_from_numpy(np.array([[1, 0, 1, 1]]).astype(dtype))
         np.testing.assert_array_equal(
             client.infer("m", [inp], model_version="1").as_numpy("y"), [[1, 0, 1, 1]]
         )
+    for datatype, dtype in (("INT64", np.int64), ("FP16", np.float16), ("BOOL", np.bool_)):  # the dtype rule
+        inp = grpcclient.InferInput("x", [1, 4], datatype)
+        inp.set_data_from_numpy(np.array([[1, 0, 1, 1]]).astype(dtype))
+        with pytest.raises(InferenceServerException, match="expected float32, got") as err:
+            client.infer("m", [inp], model_version="1")
+        assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 def test_v2_grpc_errors(server: Server) -> None:

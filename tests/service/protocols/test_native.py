@@ -29,7 +29,7 @@ def metadata(name: str = "m", version: int = 1, labels: list[str] | None = None)
         labels=labels,
         input_contract="four floats",
         example={"x": [[1.0, 1.0, 1.0, 1.0]]},
-        metrics={},
+        metrics={"accuracy": 0.75},
         dataset={"name": "synthetic"},
         training_seconds=0.0,
         framework_versions={},
@@ -37,8 +37,8 @@ def metadata(name: str = "m", version: int = 1, labels: list[str] | None = None)
         parity={
             "samples": 256,
             "tolerance": 1e-5,
-            "onnx_vs_saved_model": 0.0,
-            "onnx_vs_keras": 0.0,
+            "onnx_vs_saved_model": 2e-7,
+            "onnx_vs_keras": 3e-7,
             "passed": True,
         },
     )
@@ -142,6 +142,15 @@ def test_describe_version_of_a_ready_version() -> None:
         "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 4]}],
         "class_labels": ["a", "b", "c", "d"],
         "input_contract": "four floats",
+        "example": {"x": [[1.0, 1.0, 1.0, 1.0]]},
+        "metrics": {"accuracy": 0.75},
+        "parity": {
+            "samples": 256,
+            "tolerance": 1e-5,
+            "onnx_vs_saved_model": 2e-7,
+            "onnx_vs_keras": 3e-7,
+            "passed": True,
+        },
     }
 
 
@@ -151,6 +160,7 @@ def test_describe_version_without_metadata_has_no_signature(state: State) -> Non
     assert doc["state"] == state.value
     assert doc["error"] == "boom" and doc["provider"] is None and doc["load_seconds"] is None
     assert doc["inputs"] is doc["outputs"] is doc["class_labels"] is doc["input_contract"] is None
+    assert doc["example"] is doc["metrics"] is doc["parity"] is None
 
 
 def test_describe_model_over_a_real_data_plane(tmp_path: Path) -> None:

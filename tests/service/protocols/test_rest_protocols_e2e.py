@@ -150,16 +150,23 @@ def test_v2_infer_with_tritonclient(server: Server, binary_in: bool, binary_out:
         "FP64",
     ],
 )
-def test_v2_every_numeric_datatype_is_converted(server: Server, datatype: str) -> None:
+def test_v2_every_numeric_datatype_follows_the_dtype_rule(server: Server, datatype: str) -> None:
+    """FP32 and the integer datatypes that convert exactly (INT8/16, UINT8/16) are taken by the FP32 model;
+    every other datatype is a 400 naming both dtypes (README, Errors: the dtype rule)."""
     client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-    from tritonclient.utils import triton_to_np_dtype
+    from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
     x = np.array([[1, 0, 1, 1]]).astype(triton_to_np_dtype(datatype))
     for binary in (True, False):
         inp = httpclient.InferInput("x", [1, 4], datatype)
         inp.set_data_from_numpy(x, binary_data=binary)
-        result = client.infer("m", [inp], model_version="1")
-        np.testing.assert_array_equal(result.as_numpy("y"), x.astype(np.float32))
+        if datatype in ("FP32", "INT8", "INT16", "UINT8", "UINT16"):
+            result = client.infer("m", [inp], model_version="1")
+            np.testing.assert_array_equal(result.as_numpy("y"), x.astype(np.float32))
+        else:
+            with pytest.raises(InferenceServerException, match="expected float32, got") as err:
+                client.infer("m", [inp], model_version="1")
+            assert err.value.status() == "400"
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ def _sample(path: str) -> str:
         path.replace("{model}", "cnn")
         .replace("{version}", "2")
         .replace("{label}", "stable")
+        .replace("{file}", "playground.js")
         .replace("{path:path}", "nothing/here")
     )
 
@@ -48,13 +49,18 @@ def test_every_route_is_ours_with_its_api_label(api: str, route: Route) -> None:
         ("/v1/models", "native"),
         ("/readyz/cnn", "native"),
         ("/v2", "v2"),
+        ("/ui", "ui"),
+        ("/ui/playground.css", "ui"),
+        ("/ui/unknown.txt", "ui"),
     ],
 )
 def test_api_label_of_sample_paths(path: str, api: str) -> None:
     assert is_ours(path) and api_of(path) == api
 
 
-@pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics", "/docs", "/", "/v1", "/v2x", "/readyzz"])
+@pytest.mark.parametrize(
+    "path", ["/livez", "/readyz", "/metrics", "/docs", "/", "/v1", "/v2x", "/readyzz", "/uix", "/u"]
+)
 def test_bentoml_paths_are_not_ours(path: str) -> None:
     assert not is_ours(path)
 
