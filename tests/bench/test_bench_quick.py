@@ -22,8 +22,8 @@ SCENARIOS = {"native-json", "v2-json", "v2-binary-x64"}
 CONCURRENCY = {1, 16, 64}
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_quick_benchmark_of_our_server(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk is not installed (apt-get install wrk; ./run.sh test does)"
     repo = tmp_path / "repo"
     write_synthetic_cnn(repo)
     out = tmp_path / "results"

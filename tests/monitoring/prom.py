@@ -1,7 +1,7 @@
 """Helpers for the monitoring tests: the shipped files, PromQL extraction, and a real Prometheus process.
 
-Prometheus and promtool come from the Debian ``prometheus`` package (CI installs it with apt); tests
-that need them skip with :data:`MISSING_REASON` where they are absent.
+Prometheus and promtool come from the Debian ``prometheus`` package (``./run.sh test`` installs it);
+tests that need them fail with :data:`MISSING_REASON` where they are absent (nothing is skipped).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ MISSING_REASON = (
     "needs the prometheus and promtool binaries (Debian: apt-get install -y prometheus); "
     f"found prometheus={PROMETHEUS}, promtool={PROMTOOL}"
 )
-HAVE_BINARIES = PROMETHEUS is not None and PROMTOOL is not None
 
 # What Grafana would put in place of its macros and of the dashboards' template variables when
 # the tests run the panels' queries. 1m covers several 1 s scrapes, so rate() has samples.

@@ -23,9 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.monitoring.prom import (
     DASHBOARDS,
-    HAVE_BINARIES,
     JOB,
-    MISSING_REASON,
     SYNTHETIC_METRICS,
     PanelQuery,
     Prometheus,
@@ -40,7 +38,7 @@ from tests.monitoring.prom import (
 from tests.server import Server
 from tests.service.modelfactory import write_scale_version
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not HAVE_BINARIES, reason=MISSING_REASON)]
+pytestmark = pytest.mark.e2e
 
 N = 200  # measured requests to model m ...
 K = 40  # ... of which this many have the wrong shape (400)

@@ -12,9 +12,7 @@ import yaml
 from tests.monitoring.prom import (
     ALERTS,
     COMPOSE_CONFIG,
-    HAVE_BINARIES,
     JOB,
-    MISSING_REASON,
     PROM_CONFIG,
     PROM_DIR,
     RULE_TESTS,
@@ -22,8 +20,6 @@ from tests.monitoring.prom import (
     derived_config,
     promtool,
 )
-
-pytestmark = pytest.mark.skipif(not HAVE_BINARIES, reason=MISSING_REASON)
 
 ALERT_NAMES = {
     "ServingTargetDown",
