@@ -55,6 +55,45 @@ def cnn_onnx(seed: int = 0) -> bytes:
     return model.SerializeToString()
 
 
+def synthetic_metadata(
+    name: str,
+    version: int,
+    *,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    example: dict[str, Any],
+    labels: list[str] | None = None,
+    metrics: dict[str, float] | None = None,
+    input_contract: str = "synthetic model",
+    artifacts: dict[str, str] | None = None,
+    parity: tuple[float, float] = (0.0, 0.0),
+) -> ModelMetadata:
+    """A valid ``metadata.json`` for a synthetic (untrained) model; ``parity`` gives the recorded
+    ONNX-vs-SavedModel and ONNX-vs-Keras differences."""
+    return ModelMetadata(
+        name=name,
+        version=version,
+        created="2026-01-01T00:00:00Z",
+        inputs=inputs,
+        outputs=outputs,
+        labels=labels,
+        input_contract=input_contract,
+        example=example,
+        metrics=metrics or {},
+        dataset={"name": "synthetic"},
+        training_seconds=0.0,
+        framework_versions={"onnx": onnx.__version__},
+        artifacts=artifacts or {},
+        parity={
+            "samples": 256,
+            "tolerance": 1e-5,
+            "onnx_vs_saved_model": parity[0],
+            "onnx_vs_keras": parity[1],
+            "passed": True,
+        },
+    )
+
+
 def write_onnx_version(
     repo: Path,
     name: str,
@@ -73,27 +112,16 @@ def write_onnx_version(
     staging = repo / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     (staging / "model.onnx").write_bytes(onnx_bytes)
-    metadata = ModelMetadata(
-        name=name,
-        version=version,
-        created="2026-01-01T00:00:00Z",
+    metadata = synthetic_metadata(
+        name,
+        version,
         inputs=inputs,
         outputs=outputs,
-        labels=labels,
-        input_contract=input_contract,
         example=example,
-        metrics=metrics or {},
-        dataset={"name": "synthetic"},
-        training_seconds=0.0,
-        framework_versions={"onnx": onnx.__version__},
+        labels=labels,
+        metrics=metrics,
+        input_contract=input_contract,
         artifacts={"model.onnx": hashlib.sha256(onnx_bytes).hexdigest()},
-        parity={
-            "samples": 256,
-            "tolerance": 1e-5,
-            "onnx_vs_saved_model": 0.0,
-            "onnx_vs_keras": 0.0,
-            "passed": True,
-        },
     )
     (staging / "metadata.json").write_text(metadata.model_dump_json(indent=1))
     target = repo / name / str(version)

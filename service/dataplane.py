@@ -110,10 +110,10 @@ def validate_inputs(
 class DataPlane:
     """Validation, batching and metrics around the registry; the only thing protocols talk to."""
 
-    _limits: Limits | None = None
-
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
+        self.limits = Limits.from_settings(registry.settings)
+        """The request limits every protocol enforces (the decoders before they allocate)."""
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         metrics = get_metrics()
@@ -186,13 +186,6 @@ class DataPlane:
     def max_body_bytes(self) -> int:
         """The largest request body (bytes) any protocol accepts."""
         return self.registry.settings.max_body_bytes
-
-    @property
-    def limits(self) -> Limits:
-        """The request limits every protocol enforces (the decoders before they allocate)."""
-        if self._limits is None:
-            self._limits = Limits.from_settings(self.registry.settings)
-        return self._limits
 
     def model_names(self) -> list[str]:
         return sorted(self.registry.models)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.errors import InvalidInput, PayloadTooLarge
+from service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Limits:
     max_name_length: int = 256
 
     @classmethod
-    def from_settings(cls, settings: object) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         """The limits configured in ``settings`` (a :class:`service.settings.Settings`)."""
         return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.synthetic import synthetic_metadata
 from service.dataplane import DataPlane, State, VersionView
 from service.errors import InvalidInput
 from service.models.registry import ModelRegistry
@@ -19,28 +20,17 @@ from tests.service.modelfactory import write_demo_repo
 
 
 def metadata(name: str = "m", version: int = 1, labels: list[str] | None = None) -> ModelMetadata:
-    """A valid ModelMetadata, built like bench.synthetic.write_onnx_version builds one."""
-    return ModelMetadata(
-        name=name,
-        version=version,
-        created="2026-01-01T00:00:00Z",
+    """A valid ModelMetadata with non-default metrics and parity figures, so the documents show them."""
+    return synthetic_metadata(
+        name,
+        version,
         inputs=[{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
         outputs=[{"name": "y", "dtype": "float32", "shape": [-1, 4]}],
-        labels=labels,
-        input_contract="four floats",
         example={"x": [[1.0, 1.0, 1.0, 1.0]]},
+        labels=labels,
         metrics={"accuracy": 0.75},
-        dataset={"name": "synthetic"},
-        training_seconds=0.0,
-        framework_versions={},
-        artifacts={},
-        parity={
-            "samples": 256,
-            "tolerance": 1e-5,
-            "onnx_vs_saved_model": 2e-7,
-            "onnx_vs_keras": 3e-7,
-            "passed": True,
-        },
+        input_contract="four floats",
+        parity=(2e-7, 3e-7),
     )
 
 

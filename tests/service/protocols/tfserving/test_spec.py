@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from google.protobuf.json_format import ParseDict
 
+from bench.synthetic import synthetic_metadata
 from service.dataplane import DataPlane, State, VersionView
 from service.errors import InvalidInput, NotFound
 from service.models.registry import ModelRegistry
@@ -34,10 +35,9 @@ VersionState = PROTOS.get_model_status_pb2.ModelVersionStatus.State
 
 
 def metadata() -> ModelMetadata:
-    return ModelMetadata(
-        name="m",
-        version=1,
-        created="2026-01-01T00:00:00Z",
+    return synthetic_metadata(
+        "m",
+        1,
         inputs=[
             {"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28, 1]},
             {"name": "ids", "dtype": "int64", "shape": [-1]},
@@ -46,20 +46,8 @@ def metadata() -> ModelMetadata:
             {"name": "probabilities", "dtype": "float64", "shape": [-1, 10]},
             {"name": "count", "dtype": "int32", "shape": [-1, 1]},
         ],
-        input_contract="pixels and ids",
         example={"pixels": np.zeros((1, 28, 28, 1)).tolist(), "ids": [1]},
-        metrics={},
-        dataset={},
-        training_seconds=0.0,
-        framework_versions={},
-        artifacts={},
-        parity={
-            "samples": 256,
-            "tolerance": 1e-5,
-            "onnx_vs_saved_model": 0.0,
-            "onnx_vs_keras": 0.0,
-            "passed": True,
-        },
+        input_contract="pixels and ids",
     )
 
 
