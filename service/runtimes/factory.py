@@ -1,4 +1,8 @@
-"""Pick and build a runtime by name; heavy frameworks are imported only when their runtime is asked for."""
+"""Pick and build a runtime by name; heavy frameworks are imported only when their runtime is asked for.
+
+Building never imports a framework, so a runtime whose framework is not installed (TensorFlow in the
+serving image, JAX without the ``jax`` extra) fails in its ``load()`` with a message naming what to
+install, and only that version is marked failed."""
 
 from __future__ import annotations
 

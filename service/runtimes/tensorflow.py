@@ -1,4 +1,7 @@
-"""TensorFlow: the SavedModel's ``serving_default`` signature. TensorFlow is imported on first use only."""
+"""TensorFlow: the SavedModel's ``serving_default`` signature. TensorFlow is imported on first use only.
+
+TensorFlow is the ``tensorflow`` extra; where it is missing (the serving image), loading fails with
+:data:`TENSORFLOW_MISSING`, which the version shows as its error (``failed``)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,12 @@ from typing import Any
 import numpy as np
 
 from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime
+
+TENSORFLOW_MISSING = (
+    "the tensorflow runtime needs TensorFlow, which is not installed here (the serving image leaves it out): "
+    "pip install 'keras-serving[tensorflow]' or use the training image, or serve this model with runtime "
+    "onnx or keras"
+)
 
 
 class TensorflowRuntime(Runtime):
@@ -22,11 +31,11 @@ class TensorflowRuntime(Runtime):
         return dict(extra.get(kind) or {})
 
     def load(self) -> None:
-        self.verify("saved_model")
         try:
             import tensorflow as tf
-        except ImportError as exc:  # pragma: no cover - tensorflow is a core dependency
-            raise ArtifactError("the tensorflow runtime needs the 'tensorflow' package") from exc
+        except ImportError as exc:  # the serving image leaves TensorFlow out
+            raise ArtifactError(TENSORFLOW_MISSING) from exc
+        self.verify("saved_model")
         try:
             loaded = tf.saved_model.load(str(self.directory / "saved_model"))
             self._fn = loaded.signatures["serving_default"]

@@ -1,14 +1,16 @@
-"""The image of ``deploy/Dockerfile``, really built and run (podman, host network, loopback only).
+"""The images of ``deploy/Dockerfile``, really built and run (podman, host network, loopback only).
 
-The container serves a mounted repository of really trained models over REST and both gRPC APIs as a
-non-root user, stops cleanly on SIGTERM, and runs the training command the Kubernetes Job uses.
-The lint of the Dockerfile and the compose file's validation run without podman.
+The serving image has no TensorFlow and fits in 1.2 GB: it serves a mounted repository of really trained
+models over REST and both gRPC APIs (TF Serving's on the extracted protobuf modules) with the onnx and
+keras runtimes as a non-root user, refuses the tensorflow runtime with a message naming what to install,
+imports no TensorFlow, tf2onnx or training module, and stops cleanly on SIGTERM. The training image runs
+the command the Kubernetes Job uses. The lint of the Dockerfiles and the compose file's validation run
+without podman.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -23,18 +25,42 @@ import tensorflow as tf
 import tritonclient.grpc as v2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.deploy.podman import ROOT, Podman, ensure_image, missing_tools
+from deploy.tfprotos import REFUSAL
+from service.runtimes.tensorflow import TENSORFLOW_MISSING
+from tests.deploy.podman import ROOT, Podman, image_size
 from tests.server import free_port
 from tests.service.protocols.test_grpc_protocols_e2e import predict_request
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(1800)  # the first test pays for the image build (~3 min, network-bound)
+SERVING_IMAGE_BUDGET = 1_200_000_000  # bytes (1.2 GB), base image included
+DOCKERFILES = [ROOT / "deploy" / "Dockerfile", ROOT / "tests" / "deploy" / "prometheus.Dockerfile"]
+# Run in the serving image: every module of the service imported, the TF Serving stubs loaded, and then
+# what was imported. TensorFlow's protobuf modules (tensorflow.core..._pb2) are allowed, TensorFlow is not.
+IMPORT_CHECK = """
+import importlib, importlib.metadata, json, pkgutil, sys
+import service, service.service
+for info in pkgutil.walk_packages(service.__path__, "service."):
+    importlib.import_module(info.name)
+from service.protocols.tfserving.protos import tfserving_protos
+tfserving_protos()
+try:
+    importlib.metadata.distribution("tensorflow")
+    installed = True
+except importlib.metadata.PackageNotFoundError:
+    installed = False
+try:
+    import tensorflow
+    refusal = None
+except ImportError as exc:
+    refusal = str(exc)
+print(json.dumps({"modules": sorted(sys.modules), "installed": installed, "refusal": refusal}))
+"""
 
 
-def test_the_dockerfile_passes_hadolint() -> None:
-    result = subprocess.run(
-        [str(BIN / "hadolint"), str(ROOT / "deploy" / "Dockerfile")], capture_output=True, text=True
-    )
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
+    result = subprocess.run([str(BIN / "hadolint"), str(dockerfile)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -50,19 +76,6 @@ def test_the_compose_file_is_valid_and_mounts_the_repository_read_only() -> None
     assert {p["target"] for p in serving["ports"]} == {3000, 8500, 8001}
 
 
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
-    missing = missing_tools()
-    if missing:
-        pytest.fail(f"install the Debian packages {missing} to build the image (.ci/run does)")
-    return Podman(tmp_path_factory.mktemp("podman"))
-
-
-@pytest.fixture(scope="module")
-def image(podman: Podman) -> str:
-    return ensure_image(podman)
-
-
 class Container:
     def __init__(self, podman: Podman, name: str) -> None:
         self.podman, self.name = podman, name
@@ -72,16 +85,6 @@ class Container:
     def logs(self) -> str:
         result = self.podman("logs", self.name, check=False)
         return (result.stdout + result.stderr)[-4000:]
-
-
-@pytest.fixture(scope="module")
-def readable_repo(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained repository, readable by the image's user (pytest's temporary folders are 0700)."""
-    repo = tmp_path_factory.mktemp("image-repo") / "models"
-    shutil.copytree(trained_repo, repo)
-    for path in [repo, *repo.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return repo
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,48 @@ def test_the_container_serves_rest_and_both_grpc_apis(container: Container) -> N
 
 
 @pytest.mark.e2e
+def test_the_keras_runtime_serves_and_the_tensorflow_runtime_is_refused(container: Container) -> None:
+    answer = requests.post(
+        container.url + "/v1/predict", json={"model": "linear_keras", "inputs": [[5.0]]}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    assert (
+        answer.json()["runtime"] == "keras" and abs(answer.json()["outputs"]["output_0"][0][0] - 10.0) < 0.5
+    )
+    models = {m["name"]: m for m in requests.get(container.url + "/v1/models", timeout=10).json()["models"]}
+    (version,) = models["linear_tf"]["versions"]
+    assert version["state"] == "failed" and version["error"] == TENSORFLOW_MISSING, version
+    assert "pip install 'keras-serving[tensorflow]'" in version["error"]
+    refused = requests.post(
+        container.url + "/v1/predict", json={"model": "linear_tf", "inputs": [[5.0]]}, timeout=10
+    )
+    assert refused.status_code == 503, refused.text
+
+
+@pytest.mark.e2e
+def test_the_serving_image_has_no_tensorflow_and_imports_none(podman: Podman, image: str) -> None:
+    result = podman("run", "--rm", image, "python3", "-c", IMPORT_CHECK, timeout=120)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not found["installed"], "the tensorflow distribution is installed in the serving image"
+    assert found["refusal"] == REFUSAL and "pip install 'keras-serving[tensorflow]'" in REFUSAL
+    modules = found["modules"]
+    assert "service.service" in modules and "tensorflow_serving.apis.predict_pb2" in modules  # it did run
+    assert "tensorflow" not in modules
+    tf_modules = [m for m in modules if m.startswith("tensorflow.")]
+    protos = [m for m in tf_modules if m.endswith("_pb2")]
+    assert protos and all(m in protos or any(p.startswith(m + ".") for p in protos) for m in tf_modules)
+    assert not [m for m in modules if m.split(".")[0] in {"tf2onnx", "training", "tf_keras", "onnx"}]
+
+
+@pytest.mark.e2e
+def test_the_serving_image_fits_the_size_budget(podman: Podman, image: str, training_image: str) -> None:
+    serving, training = image_size(podman, image), image_size(podman, training_image)
+    print(f"image sizes: serving {serving / 1e9:.2f} GB, training {training / 1e9:.2f} GB")
+    assert serving <= SERVING_IMAGE_BUDGET, f"serving image {serving / 1e9:.2f} GB > 1.2 GB"
+    assert training > serving + 500_000_000  # TensorFlow (and only the training image) has it
+
+
+@pytest.mark.e2e
 def test_the_health_check_command_follows_the_configured_port(podman: Podman, container: Container) -> None:
     healthy = podman(
         "exec", "-e", f"SERVING_PORT={container.port}", container.name, "python3", "-m", "service.healthcheck"
@@ -145,12 +190,14 @@ def test_the_container_runs_as_the_unprivileged_user(podman: Podman, container: 
 
 
 @pytest.mark.e2e
-def test_the_training_job_command_runs_in_the_image(podman: Podman, image: str, tmp_path: Path) -> None:
+def test_the_training_job_command_runs_in_the_training_image(
+    podman: Podman, training_image: str, tmp_path: Path
+) -> None:
     repo = tmp_path / "models"
     repo.mkdir()
     repo.chmod(0o777)  # the image's user (10001) writes here
     result = podman(
-        "run", "--rm", "-v", f"{repo}:/app/models", image,
+        "run", "--rm", "-v", f"{repo}:/app/models", training_image,
         "train-models", "train", "--quick", "--models", "linear", "--repo", "/app/models", timeout=600,
     )  # fmt: skip
     assert (repo / "linear" / "1" / "model.onnx").is_file(), result.stdout + result.stderr
@@ -162,7 +209,8 @@ def test_sigterm_stops_the_container_cleanly(podman: Podman, image: str, readabl
     box = Container(podman, f"keras-serving-stop-{free_port()}")
     podman(
         "run", "-d", "--name", box.name, "-v", f"{readable_repo}:/app/models:ro", "-e", "SERVING_HOST=127.0.0.1",
-        "-e", f"SERVING_PORT={box.port}", "-e", "SERVING_GRPC_TFSERVING_PORT=0", "-e", "SERVING_GRPC_V2_PORT=0", image,
+        "-e", f"SERVING_PORT={box.port}", "-e", "SERVING_GRPC_TFSERVING_PORT=0", "-e", "SERVING_GRPC_V2_PORT=0",
+        "-e", "SERVING_DRAIN_S=2", image,
     )  # fmt: skip
     try:
         time.sleep(3)

@@ -1,0 +1,72 @@
+"""TensorFlow's protobuf modules without TensorFlow, for the serving image (stdlib only; run by deploy/Dockerfile).
+
+``tensorflow-serving-api``'s generated modules import ``tensorflow.core.framework.tensor_pb2`` and a few
+more, which only the TensorFlow wheel ships. ``extract`` copies every ``tensorflow/**/*_pb2*.py`` out of
+that wheel (768 KB of a ~600 MB wheel) into ``DEST/tensorflow/`` and writes a ``tensorflow/__init__.py``
+that refuses ``import tensorflow`` with a message saying what to install.
+``service/protocols/tfserving/protos.py`` loads the protobuf modules without running that file.
+
+    python3 deploy/tfprotos.py pin tensorflow          # the requirement pyproject.toml pins, for pip
+    python3 deploy/tfprotos.py extract WHEEL DEST      # DEST = the venv's site-packages
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PROTO_MODULE = re.compile(r"^tensorflow/(?:[\w]+/)*[\w]+_pb2(?:_grpc)?\.py$")
+REFUSAL = (
+    "TensorFlow is not installed in this image (it has only TensorFlow's protobuf modules, for the TF Serving "
+    "API): use the training image, or pip install 'keras-serving[tensorflow]'"
+)
+STUB = f'''"""Not TensorFlow: only its protobuf modules, for the TF Serving API (see deploy/tfprotos.py)."""
+
+raise ImportError({REFUSAL!r})
+'''
+
+
+def pin(name: str, pyproject: Path = PYPROJECT) -> str:
+    """The requirement string for ``name`` from the project's dependencies or any of its extras."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    groups = [project["dependencies"], *project.get("optional-dependencies", {}).values()]
+    for requirement in (r for group in groups for r in group):
+        if re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0] == name:
+            return str(requirement)
+    raise SystemExit(f"{name} is not a requirement in {pyproject}")
+
+
+def extract(wheel: Path, dest: Path) -> list[str]:
+    """Copy the protobuf modules of a TensorFlow wheel under ``dest/tensorflow``; returns their paths."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = sorted(n for n in archive.namelist() if PROTO_MODULE.match(n))
+        if not any(n.endswith("core/framework/tensor_pb2.py") for n in names):
+            raise SystemExit(
+                f"{wheel} has no tensorflow/core/framework/tensor_pb2.py: not a TensorFlow wheel"
+            )
+        for name in names:
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+    (dest / "tensorflow" / "__init__.py").write_text(STUB)
+    return names
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "pin":
+        print(pin(argv[1]))
+        return 0
+    if len(argv) == 3 and argv[0] == "extract":
+        names = extract(Path(argv[1]), Path(argv[2]))
+        print(f"{len(names)} protobuf modules of TensorFlow extracted to {argv[2]}", file=sys.stderr)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
