@@ -6,6 +6,7 @@ Examples::
     .venv/bin/python -m bench --quick --servers ours   # smoke run: ~2 s points
     .venv/bin/python -m bench --servers ours,bare-asgi --duration 5 --out /tmp/b
     .venv/bin/python -m bench soak --requests 200000   # soak run (bench/soak.py; its own options)
+    .venv/bin/python -m bench overload                 # goodput from 0.5x to 4x saturation, with peers
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ def environment(quiet: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["overload"]:  # ``python -m bench overload ...``: bench/overload_cli.py
+        from bench.overload_cli import main as overload_main
+
+        return overload_main(given[1:])
     if given[:1] == ["soak"]:  # ``python -m bench soak ...``: the soak run of bench/soak.py
         from bench.soak import main as soak_main
 

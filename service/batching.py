@@ -10,12 +10,21 @@ with more rows than ``max_batch_size`` is split into chunks and reassembled.
 Why not BentoML's ``batchable=True`` dispatcher: measured here, it answered a lone client in 25-35 ms
 (it waits for company) and rejected with 503 under 16 clients with a tight latency budget; the CNN runs
 in 0.06 ms, so waiting is never worth it by default.
+
+Admission: the batcher measures its seconds per row (a decaying average over recent batches, weighted
+by rows; back to back, a batch costs the time since the previous one ended, so the event loop's share
+of the CPU counts too) and so knows the wait a new request would have behind the queued rows. A request whose expected
+wait is over ``max_queue_delay_ms`` is rejected at once (:class:`Overloaded`, with a ``Retry-After`` of
+the time the backlog needs to come back under budget) instead of after the wait; ``max_queue_rows`` stays
+a hard cap. Queued requests whose deadline has passed, or whose caller has gone (the awaiting task was
+cancelled), are dropped before they run and reported to ``on_drop``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +33,13 @@ from time import perf_counter
 
 import numpy as np
 
-from service.errors import Overloaded, Unavailable
+from service.errors import Overloaded, TimedOut, Unavailable
 
 Batch = dict[str, np.ndarray]
 BatchObserver = Callable[[int], None]
+DropObserver = Callable[[str], None]
+DECAY = 0.9
+"""Weight of the past in the seconds-per-row average, per batch (about the last 10 batches count)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,10 @@ class _Item:
     inputs: Batch
     rows: int
     future: asyncio.Future[tuple[Batch, Timing]]
+    deadline: float | None = None
+    """Event-loop time after which the answer is of no use (``None``: no deadline)."""
+    counted: bool = True
+    """Whether dropping this item counts a request (the later chunks of a split request do not)."""
     enqueued: float = field(default_factory=perf_counter)
     signature: tuple[tuple[str, tuple[int, ...], str], ...] = ()
 
@@ -66,6 +82,28 @@ def _slice(batch: Batch, start: int, stop: int) -> Batch:
     return {name: value[start:stop] for name, value in batch.items()}
 
 
+class Ticket:
+    """A request admitted into a batcher's budget before its body is read: it counts as queued (with
+    the average rows per request) until :meth:`release`, so a burst cannot all pass admission at once
+    and then pile up reading bodies. Releasing twice is harmless."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        batcher.admit()
+        batcher._reserved += 1
+        self._batcher: Batcher | None = batcher
+        self._issued = perf_counter()
+
+    def release(self, queued: bool = False) -> None:
+        """Give the reservation back; ``queued``: the request now joins the queue, so the time since
+        admission (reading and decoding it) is what the next requests should expect too."""
+        batcher = self._batcher
+        if batcher is not None:
+            batcher._reserved -= 1
+            if queued:
+                batcher._intake_s = batcher._intake_s * DECAY + (perf_counter() - self._issued) * (1 - DECAY)
+            self._batcher = None
+
+
 class Batcher:
     """Merges concurrent requests for one model version into runtime calls."""
 
@@ -77,15 +115,26 @@ class Batcher:
         max_batch_size: int,
         max_wait_ms: float,
         max_queue_rows: int,
+        max_queue_delay_ms: float = 500.0,
         on_batch: BatchObserver | None = None,
+        on_drop: DropObserver | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue_rows = max_queue_rows
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
         self._on_batch = on_batch
+        self._on_drop = on_drop
         self._pending: deque[_Item] = deque()
         self._pending_rows = 0
+        self._running_rows = 0
+        self._cost_s = 0.0  # decayed sums: compute seconds and rows of recent batches
+        self._cost_rows = 0.0
+        self._busy_since: float | None = None  # when the last batch ended, while work kept coming
+        self._reserved = 0  # requests admitted (Ticket) and not queued yet: reading or decoding
+        self._rows_per_request = 1.0  # decaying average, to count what the reserved ones will bring
+        self._intake_s = 0.0  # decaying average: admission to queue (reading and decoding the request)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runtime-{name}")
         self._task: asyncio.Task[None] | None = None
@@ -95,23 +144,64 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._pending_rows
 
-    async def submit(self, inputs: Batch, rows: int) -> tuple[Batch, Timing]:
-        """Queue ``inputs`` (``rows`` rows) and wait for the outputs and the timing."""
+    @property
+    def busy(self) -> bool:
+        """Whether a request queued now would wait: rows are queued or a batch is running."""
+        return bool(self._pending_rows or self._running_rows)
+
+    def may_wait(self, seconds: float) -> bool:
+        """Whether a request queued now may wait about ``seconds`` or more (expected delay or max_wait)."""
+        return self.max_wait_s >= seconds or self.expected_delay_s() >= seconds
+
+    @property
+    def seconds_per_row(self) -> float:
+        """Measured runtime seconds per row over recent batches (0 before the first batch)."""
+        return self._cost_s / self._cost_rows if self._cost_rows else 0.0
+
+    def expected_delay_s(self) -> float:
+        """How long a request admitted now would wait before its batch starts: the time to read and
+        decode it (measured), then the rows ahead of it, counting requests admitted before it that are
+        still being read or decoded."""
+        ahead = self._pending_rows + self._running_rows + self._reserved * self._rows_per_request
+        return self._intake_s + ahead * self.seconds_per_row
+
+    def admit(self, rows: int = 0) -> None:
+        """Raise :class:`Unavailable`/:class:`Overloaded` unless a request of ``rows`` rows may queue now:
+        the version is open, its expected wait is within budget and the queue has room."""
         if self._closed:
             raise Unavailable("model version is shutting down; retry")
-        if self._pending_rows + rows > self.max_queue_rows:
+        expected = self.expected_delay_s()
+        if expected > self.max_queue_delay_s:
             raise Overloaded(
-                f"model queue full ({self._pending_rows} rows queued, limit {self.max_queue_rows}); retry later"
+                f"expected queue wait {expected * 1000:.0f} ms is over this model's budget of "
+                f"{self.max_queue_delay_s * 1000:g} ms ({self._pending_rows} rows queued); retry later",
+                "queue_delay",
+                max(1, math.ceil(expected - self.max_queue_delay_s)),
             )
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+        if self._pending_rows + self._reserved * self._rows_per_request + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"model queue full ({self._pending_rows} rows queued, limit {self.max_queue_rows}); retry later",
+                "queue_full",
+                max(1, math.ceil(expected)),
+            )
+
+    async def submit(self, inputs: Batch, rows: int, deadline: float | None = None) -> tuple[Batch, Timing]:
+        """Queue ``inputs`` (``rows`` rows) and wait for the outputs and the timing. ``deadline`` (event-loop
+        time) lets the batcher drop the request unrun once it has passed."""
+        self.admit(rows)
+        self._rows_per_request = self._rows_per_request * DECAY + rows * (1 - DECAY)
         loop = asyncio.get_running_loop()
+        if self._task is None:
+            self._task = loop.create_task(self._loop())
         if rows <= self.max_batch_size:
-            return await self._enqueue(loop, inputs, rows)
+            return await self._enqueue(loop, inputs, rows, deadline)
         step = self.max_batch_size
         chunks = [_slice(inputs, i, min(i + step, rows)) for i in range(0, rows, step)]
         results = await asyncio.gather(
-            *(self._enqueue(loop, c, min(step, rows - i * step)) for i, c in enumerate(chunks))
+            *(
+                self._enqueue(loop, c, min(step, rows - i * step), deadline, counted=i == 0)
+                for i, c in enumerate(chunks)
+            )
         )
         timing = Timing(
             queue_s=max(t.queue_s for _, t in results),
@@ -121,9 +211,14 @@ class Batcher:
         return _concat([r for r, _ in results]), timing
 
     def _enqueue(
-        self, loop: asyncio.AbstractEventLoop, inputs: Batch, rows: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        inputs: Batch,
+        rows: int,
+        deadline: float | None,
+        counted: bool = True,
     ) -> asyncio.Future[tuple[Batch, Timing]]:
-        item = _Item(inputs, rows, loop.create_future())
+        item = _Item(inputs, rows, loop.create_future(), deadline, counted)
         self._pending.append(item)
         self._pending_rows += rows
         self._wakeup.set()
@@ -149,11 +244,12 @@ class Batcher:
     async def _loop(self) -> None:
         while True:
             if not self._pending:
+                self._busy_since = None  # idle: the next batch's cost starts when it does
                 self._wakeup.clear()
                 await self._wakeup.wait()
             if self.max_wait_s and self._pending_rows < self.max_batch_size:
                 await asyncio.sleep(max(0.0, self._pending[0].enqueued + self.max_wait_s - perf_counter()))
-            live = [i for i in self._take() if not i.future.done()]  # skip requests whose client went away
+            live = self._live(self._take())
             if not live:
                 continue
             try:
@@ -163,12 +259,37 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(exc)
 
+    def _live(self, items: list[_Item]) -> list[_Item]:
+        """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
+        now = asyncio.get_running_loop().time()
+        live = []
+        for item in items:
+            expired = item.deadline is not None and item.deadline <= now
+            if item.future.done() or expired:
+                if not item.future.done():
+                    item.future.set_exception(TimedOut("the request's deadline passed while it was queued"))
+                if item.counted and self._on_drop is not None:
+                    self._on_drop("deadline" if expired else "cancelled")
+            else:
+                live.append(item)
+        return live
+
     async def _run_batch(self, live: list[_Item]) -> None:
         total = sum(i.rows for i in live)
         started = perf_counter()
         batch = _concat([i.inputs for i in live])
-        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        self._running_rows = total
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        finally:
+            self._running_rows = 0
         finished = perf_counter()
+        # While busy back to back, a batch costs the time since the previous one ended: that counts the
+        # event loop's share of the CPU (decoding, merging, encoding) as well as the runtime's.
+        begin = started if self._busy_since is None else self._busy_since
+        self._busy_since = finished
+        self._cost_s = self._cost_s * DECAY + (finished - begin)
+        self._cost_rows = self._cost_rows * DECAY + total
         wrong = {name: len(v) for name, v in outputs.items() if len(v) != total}
         if wrong:
             raise RuntimeError(f"runtime returned {wrong} rows for a batch of {total}")

@@ -4,19 +4,37 @@ It resolves the model version (name, version or label), validates inputs against
 (names, dtypes, shapes), runs them through the version's batcher and records metrics. It knows
 nothing of HTTP or gRPC; protocol adapters decode, call :meth:`DataPlane.infer`, and encode. For
 status and metadata it hands them :class:`VersionView` snapshots, never the registry's own objects.
+
+Admission happens before the expensive part: adapters call :meth:`DataPlane.enter` (the per-worker
+in-flight cap) before reading a body and :meth:`DataPlane.admitted` (the version's expected queue delay) as
+soon as the model is known, before reading or decoding the body. A request may carry a deadline (the client's
+timeout) and a ``watch`` that cancels it when the client goes away; queued work of either is dropped
+unrun by the batcher.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 
+from service.batching import Ticket
 from service.conversion import convert
-from service.errors import InternalError, InvalidInput, NotFound, Overloaded, ServingError
+from service.errors import (
+    ClientGone,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    ServingError,
+    TimedOut,
+)
 from service.limits import DEFAULT_LIMITS, Limits
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
@@ -27,6 +45,11 @@ __all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "State", "Versi
 
 log = logging.getLogger("service.dataplane")
 Tensors = dict[str, np.ndarray]
+WATCH_AFTER_S = 0.02
+"""A request expected to wait longer than this in the queue is watched for its client leaving (a watch
+costs two tasks, more than a short wait is worth)."""
+Watch = Callable[[Awaitable[Any]], Awaitable[Any]]
+"""Runs an awaitable but cancels it (raising :class:`ClientGone`) if the client goes away first."""
 
 
 @dataclass
@@ -44,6 +67,13 @@ class InferenceRequest:
     """Whether the arrays carry dtypes the client declared (V2 ``datatype``, TensorProto ``dtype``):
     then only the model's dtype, or an integer dtype that converts to it exactly, is taken. Untyped
     arrays (JSON numbers) are converted to the model's dtype when every value survives exactly."""
+    deadline: float | None = None
+    """Event-loop time (``loop.time()``) after which the answer is of no use: the request fails
+    with 504 / DEADLINE_EXCEEDED then, and queued work for it is dropped unrun."""
+    watch: Watch | None = None
+    """The transport's client-gone guard; used only while the request has to queue."""
+    ticket: Ticket | None = None
+    """The admission ticket (:meth:`DataPlane.admitted`), released when the request joins the queue."""
 
 
 @dataclass
@@ -107,6 +137,9 @@ def validate_inputs(
     return arrays, rows
 
 
+_OUTCOMES = {ClientGone.http_status: "cancelled", TimedOut.http_status: "timeout"}
+
+
 class DataPlane:
     """Validation, batching and metrics around the registry; the only thing protocols talk to."""
 
@@ -114,6 +147,60 @@ class DataPlane:
         self.registry = registry
         self.limits = Limits.from_settings(registry.settings)
         """The request limits every protocol enforces (the decoders before they allocate)."""
+        self.max_inflight = registry.settings.max_inflight
+        self.inflight = 0
+        """Inference requests of this worker between :meth:`enter` and :meth:`leave`."""
+        self.draining = False
+        """Set on SIGTERM: readiness answers 503 from then on (see :mod:`service.bento.drain`)."""
+
+    # ----- admission ---------------------------------------------------------------------------
+    def enter(self, protocol: str) -> None:
+        """Count a request in flight, or refuse it (503) when the worker is at its in-flight cap."""
+        if self.inflight >= self.max_inflight:
+            error = Overloaded(
+                f"this worker has {self.inflight} requests in flight (limit {self.max_inflight}); retry later",
+                "inflight",
+            )
+            self._count(protocol, "", "", error, perf_counter())
+            raise error
+        self.inflight += 1
+
+    def leave(self) -> None:
+        self.inflight -= 1
+
+    @contextmanager
+    def in_flight(self, protocol: str) -> Iterator[None]:
+        """:meth:`enter` ... :meth:`leave` around a block (the gRPC inference methods)."""
+        self.enter(protocol)
+        try:
+            yield
+        finally:
+            self.leave()
+
+    @contextmanager
+    def admitted(
+        self, protocol: str, model: str, version: int | None = None, label: str | None = None
+    ) -> Iterator[Ticket]:
+        """Admission as soon as the target is known, before the body is read or decoded: 503 with
+        Retry-After at once when the version cannot take the request within its queue-delay budget
+        (unknown or unready models raise their usual errors). Inside the block the request counts as
+        queued; pass the ticket on in :attr:`InferenceRequest.ticket`."""
+        started = perf_counter()
+        try:
+            self.limits.check_name("model", model)
+            if label is not None:
+                self.limits.check_name("label", label)
+            sv = self.registry.resolve(model, version, label)
+            assert sv.batcher is not None
+            ticket = Ticket(sv.batcher)
+        except ServingError as exc:
+            known = model if model in self.registry.models else "__unknown__"
+            self._count(protocol, known, "" if version is None else str(version), exc, started)
+            raise
+        try:
+            yield ticket
+        finally:
+            ticket.release()
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         metrics = get_metrics()
@@ -133,20 +220,39 @@ class DataPlane:
                 sv.release()
                 inflight.dec()
         except ServingError as exc:
-            self._count(request, model_label, version_label, exc, started)
+            self._count(request.protocol, model_label, version_label, exc, started)
+            raise
+        except asyncio.CancelledError:  # the transport cancelled the call: client gone or deadline
+            self._count(request.protocol, model_label, version_label, ClientGone("cancelled"), started)
             raise
         except Exception as exc:
             log.exception("inference failed for model %s", request.model)
             error = InternalError()
-            self._count(request, model_label, version_label, error, started)
+            self._count(request.protocol, model_label, version_label, error, started)
             raise error from exc
-        self._count(request, sv.name, version_label, None, started)
+        self._count(request.protocol, sv.name, version_label, None, started)
         return InferenceResponse(sv.name, sv.version, sv.runtime_kind, outputs)
 
     async def _run(self, sv: ServedVersion, request: InferenceRequest, metrics: Any) -> Tensors:
         assert sv.metadata is not None and sv.batcher is not None
         arrays, rows = validate_inputs(sv.metadata, request.inputs, request.typed, self.limits)
-        outputs, timing = await sv.batcher.submit(arrays, rows)
+        batcher = sv.batcher
+        if request.ticket is not None:
+            request.ticket.release(queued=True)  # its rows are about to be queued for real
+        work: Awaitable[Any] = batcher.submit(arrays, rows, request.deadline)
+        if request.watch is not None and batcher.busy and batcher.may_wait(WATCH_AFTER_S):
+            work = request.watch(work)  # it may wait: drop it if the client leaves meanwhile
+        if request.deadline is None:
+            outputs, timing = await work
+        else:
+            try:
+                async with asyncio.timeout_at(request.deadline):
+                    outputs, timing = await work
+            except TimeoutError:
+                raise TimedOut(
+                    "the request's deadline passed before its answer was ready",
+                    queued_rows=batcher.queued_rows,
+                ) from None
         metrics.queue.labels(sv.name, str(sv.version)).observe(timing.queue_s)
         metrics.compute.labels(sv.name, str(sv.version)).observe(timing.compute_s)
         if request.outputs:
@@ -157,15 +263,19 @@ class DataPlane:
         return outputs
 
     def _count(
-        self, request: InferenceRequest, model: str, version: str, error: ServingError | None, started: float
+        self, protocol: str, model: str, version: str, error: ServingError | None, started: float
     ) -> None:
         metrics = get_metrics()
         code = error.http_status if error is not None else 200
-        outcome = "success" if error is None else ("client_error" if code < 500 else "server_error")
-        metrics.requests.labels(model, version, request.protocol, str(code), outcome).inc()
-        metrics.latency.labels(model, version, request.protocol).observe(perf_counter() - started)
+        outcome = (
+            "success"
+            if error is None
+            else _OUTCOMES.get(code, "client_error" if code < 500 else "server_error")
+        )
+        metrics.requests.labels(model, version, protocol, str(code), outcome).inc()
+        metrics.latency.labels(model, version, protocol).observe(perf_counter() - started)
         if isinstance(error, Overloaded):
-            metrics.rejected.labels(model, version, request.protocol).inc()
+            metrics.rejected.labels(model, version, protocol, error.reason).inc()
 
     def _check_names(self, request: InferenceRequest) -> None:
         """400 for over-long names, 413 for too many requested outputs (before any lookup)."""
@@ -226,7 +336,8 @@ class DataPlane:
         return default.version if default is not None else None
 
     def ready(self) -> bool:
-        return self.registry.ready()
+        """Whether this worker takes traffic: its models are loaded and it is not draining."""
+        return self.registry.ready() and not self.draining
 
     def model_ready(self, name: str) -> tuple[bool, str]:
         """Whether ``name`` has a ready default version, with a reason when not."""

@@ -94,14 +94,29 @@ class Unavailable(ServingError):
 
 
 class Overloaded(Unavailable):
-    """The model's queue is full: the request was rejected rather than queued."""
+    """Rejected rather than queued: the expected queue delay is over the model's budget, the queue is
+    full, or the worker has too many requests in flight. ``retry_after_s`` comes from the backlog."""
+
+    def __init__(
+        self, message: str, reason: str = "queue_full", retry_after_s: int = 1, **details: Any
+    ) -> None:
+        super().__init__(message, retry_after_s, **details)
+        self.reason = reason
+        """``queue_delay``, ``queue_full`` or ``inflight`` (the ``reason`` label of ``serving_rejected``)."""
 
 
 class TimedOut(ServingError):
-    """The request was not answered within the server's request timeout."""
+    """The request was not answered within the server's request timeout or the client's deadline."""
 
     http_status = 504
     grpc_code = "DEADLINE_EXCEEDED"
+
+
+class ClientGone(ServingError):
+    """The client closed the connection (or cancelled the call) before its answer was ready."""
+
+    http_status = 499  # nginx's "client closed request"; nobody reads it, the metrics do
+    grpc_code = "CANCELLED"
 
 
 class InternalError(ServingError):

@@ -51,7 +51,16 @@ class Metrics:
         self.inflight = Gauge(
             "serving_inflight_requests", "Requests being processed now.", mvp, multiprocess_mode="livesum"
         )
-        self.rejected = Counter("serving_rejected", "Requests rejected because a queue was full.", mvp)
+        self.rejected = Counter(
+            "serving_rejected",
+            "Requests rejected at admission (expected queue delay, queue full, or in-flight cap).",
+            [*mvp, "reason"],
+        )
+        self.dropped = Counter(
+            "serving_dropped",
+            "Queued requests dropped before they ran: their deadline passed or their client went away.",
+            [*mv, "reason"],
+        )
         self.model_state = Gauge(
             "serving_model_state", "1 for the state a model version is in.", [*mv, "state"],
             multiprocess_mode="livemax",

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 
 import bentoml
 import grpc
+import numpy as np
+from pydantic import Field
 
+from service.bento import endpoints
 from service.bento.app import build_app
+from service.bento.drain import Drain, first_start, install_drain
+from service.bento.endpoints import ModelList, Prediction
 from service.bento.grpc_server import start_grpc, stop_grpc
 from service.bento.lane import FastLane
 from service.bento.patches import (
@@ -26,7 +32,7 @@ from service.bento.security import access_policy, gated, install_gate, tls_confi
 from service.dataplane import DataPlane
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
-from service.protocols.routes import tracing_exclusions
+from service.protocols.routes import BENTOML_API, tracing_exclusions
 from service.settings import get_settings
 
 patch_timeout_middleware()
@@ -36,6 +42,8 @@ if settings.reuse_port:
     take_own_listener()  # in each worker
 app = build_app()
 policy = access_policy(settings)  # None: no tokens configured, access control off
+drain = Drain(settings.drain_s)
+install_drain(drain)  # SIGTERM in a worker: drain for up to settings.drain_s, then stop
 log = logging.getLogger("service")
 log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log
 
@@ -53,6 +61,25 @@ log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) 
 class ModelServer:
     """Serves every model version of the repository; see the README for the API."""
 
+    @bentoml.api(route=BENTOML_API["predict"])
+    async def predict(
+        self,
+        model: str,
+        inputs: np.ndarray,
+        version: Annotated[int, Field(ge=1)] | None = None,
+        label: str | None = None,
+        outputs: list[str] | None = None,
+    ) -> Prediction:
+        """Predict with ``model`` (default version, ``version`` or ``label``); ``inputs``: a batch for the
+        model's only input (nested lists or an array, rows first); ``outputs``: names to return."""
+        dataplane = app.state.dataplane
+        return await endpoints.answered(endpoints.predict(dataplane, model, inputs, version, label, outputs))
+
+    @bentoml.api(route=BENTOML_API["models"])
+    async def models(self) -> ModelList:
+        """Every model with its default version, labels and versions (states, signatures, metadata)."""
+        return await endpoints.answered(endpoints.list_models(app.state.dataplane))
+
     def __init__(self) -> None:
         self.registry = ModelRegistry(settings)
         app.state.dataplane = DataPlane(self.registry)
@@ -61,7 +88,8 @@ class ModelServer:
 
     @bentoml.on_startup
     async def start_models(self) -> None:
-        """Load models in the background so /livez answers at once and /readyz flips when warm."""
+        """Load models in the background so /livez answers at once and /readyz flips when warm; a
+        worker restarted after a crash loads first, so it listens (HTTP and gRPC) only when ready."""
 
         async def load() -> None:
             await self.registry.start()
@@ -69,8 +97,14 @@ class ModelServer:
             get_metrics().worker_ready.set(1)
 
         report_patches(get_metrics().bentoml_patch)
+        restarted = not first_start()
+        if restarted:
+            log.info("worker restarted: loading the models before listening")
+            await load()
         self._grpc = await start_grpc(app.state.dataplane, settings, policy)
-        self._start = asyncio.get_running_loop().create_task(load())
+        drain.attach(app.state.dataplane, lambda grace_s: stop_grpc(self._grpc, grace_s))
+        if not restarted:
+            self._start = asyncio.get_running_loop().create_task(load())
 
     @bentoml.on_shutdown
     async def stop_models(self) -> None:
@@ -80,7 +114,7 @@ class ModelServer:
         await self.registry.close()
 
     def __is_ready__(self) -> bool:
-        return self.registry.ready()
+        return app.state.dataplane.ready()
 
 
 install_gate(ModelServer, policy, settings)  # BentoML's routes, and every route without the fast lane

@@ -70,10 +70,31 @@ class Settings(BaseSettings):
         description="Default extra wait for company before running a batch; 0 = run as soon as idle.",
     )
     max_queue_rows: int = Field(
-        16384, ge=1, description="Rows queued per model version before 503 (overload)."
+        16384, ge=1, description="Hard cap on rows queued per model version per worker (503 above)."
+    )
+    max_queue_delay_ms: float = Field(
+        500.0,
+        gt=0,
+        description="Default admission budget: a request whose expected queue wait (queued rows x "
+        "measured seconds per row) is over it is rejected at once with 503 and a Retry-After.",
+    )
+    max_inflight: int = Field(
+        512,
+        ge=1,
+        description="Inference requests in flight per worker (HTTP and gRPC); above it, 503 at once "
+        "without reading the body.",
+    )
+    drain_s: float = Field(
+        10.0,
+        ge=0,
+        description="After SIGTERM: readiness answers 503 and requests are still answered (with "
+        "Connection: close) for up to this long, then the servers stop; exit within it + 1 s.",
     )
     request_timeout_s: float = Field(
-        30.0, gt=0, description="Time limit per HTTP request until its answer starts (504 after)."
+        30.0,
+        gt=0,
+        description="Time limit per HTTP request until its answer starts (504 after); clients may ask "
+        "for less (X-Request-Timeout-Ms, gRPC deadline, V2 parameters.timeout).",
     )
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC servers bind to.")
     grpc_tfserving_port: int = Field(8500, ge=0, description="TF Serving gRPC port (0 disables).")

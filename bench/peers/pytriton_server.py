@@ -1,7 +1,7 @@
 """PyTriton 0.7.0 peer: the CNN behind the bundled Triton server, with Triton's dynamic batching.
 
 Runs in its own venv (``bench/.venvs/pytriton``). The infer function runs ONNX Runtime on each batch
-Triton's dynamic batcher forms (up to 64 rows, 100 µs queue delay). Configuration comes from the
+Triton's dynamic batcher forms (up to 64 rows, or ``BENCH_MAX_BATCH``; 100 µs queue delay). Configuration comes from the
 ``BENCH_*`` environment variables the harness sets; ``LD_LIBRARY_PATH`` must include this
 interpreter's lib folder (PyTriton's helper links libpython). Clients use Triton's V2 HTTP API.
 """
@@ -17,10 +17,25 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from pytriton.decorators import batch
-from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
 from pytriton.triton import Triton, TritonConfig
 
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", "1"))
+MAX_BATCH = int(os.environ.get("BENCH_MAX_BATCH", "64"))
+QUEUE_DELAY_MS = float(
+    os.environ.get("BENCH_QUEUE_DELAY_MS", "0")
+)  # > 0: Triton's queue policy rejects after
+
+
+def batcher() -> DynamicBatcher:
+    """Dynamic batching (100 µs); with ``BENCH_QUEUE_DELAY_MS``, Triton's queue policy: a request queued
+    longer than that is rejected (``timeout_action: REJECT``), the anchor of the overload benchmark."""
+    policy = None
+    if QUEUE_DELAY_MS > 0:
+        policy = QueuePolicy(
+            timeout_action=TimeoutAction.REJECT, default_timeout_microseconds=int(QUEUE_DELAY_MS * 1000)
+        )
+    return DynamicBatcher(max_queue_delay_microseconds=100, default_queue_policy=policy)
 
 
 def make_infer(session: ort.InferenceSession, input_name: str, output_name: str) -> Any:
@@ -57,7 +72,7 @@ def main() -> None:
             infer_func=[make_infer(s, input_name, output_name) for s in sessions],
             inputs=[Tensor(name=input_name, dtype=np.float32, shape=shape)],
             outputs=[Tensor(name=output_name, dtype=np.float32, shape=(-1,))],
-            config=ModelConfig(max_batch_size=64, batcher=DynamicBatcher(max_queue_delay_microseconds=100)),
+            config=ModelConfig(max_batch_size=MAX_BATCH, batcher=batcher()),
             strict=False,
         )
         triton.serve()

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from service.dataplane import DataPlane
-from service.protocols.routes import ROUTES
+from service.protocols.admission import Admission
+from service.protocols.routes import ROUTES, protocol_of
+
+
+def bentoml_document() -> dict[str, Any]:
+    """BentoML's OpenAPI document of the running service (its typed API, health and metrics routes), as
+    BentoML serves it; empty outside a BentoML worker (no service instantiated)."""
+    import bentoml  # only here: building the app does not need BentoML
+    from bentoml.exceptions import BentoMLException
+
+    try:
+        instance = bentoml.get_current_service()
+    except BentoMLException:
+        return {}
+    return json.loads(
+        json.dumps(instance.bento_service.openapi_spec.asdict())
+    )  # keys as strings: 200 → "200"
 
 
 def build_app(dataplane: DataPlane | None = None) -> Starlette:
-    """The Starlette app; ``dataplane`` may be attached later through ``app.state.dataplane``."""
-    app = Starlette(routes=ROUTES)
+    """The Starlette app; ``dataplane`` may be attached later through ``app.state.dataplane``.
+    :class:`Admission` (in-flight cap, drain) wraps every route."""
+    app = Starlette(routes=ROUTES, middleware=[Middleware(Admission, protocol_of=protocol_of)])
     app.state.dataplane = dataplane
+    app.state.openapi_extra = bentoml_document  # merged into /docs.json
     return app

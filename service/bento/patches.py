@@ -198,15 +198,16 @@ def take_own_listener() -> bool:
     """Worker side: replace the inherited bound-only HTTP socket with a listening one of our own.
 
     The worker serves whatever file descriptor ``--fd`` names; :func:`os.dup2` swaps our socket in
-    under that number before uvicorn starts. Does nothing outside a BentoML worker or when the
-    inherited socket already listens (``SERVING_REUSE_PORT=false``: BentoML's one shared socket).
+    under that number before uvicorn starts. The socket is bound here and listens only when uvicorn
+    starts serving it, after the lifespan startup: a restarted worker, which loads its models during
+    startup, gets no connection before it can answer. Does nothing outside a BentoML worker or when
+    the inherited socket already listens (``SERVING_REUSE_PORT=false``: BentoML's one shared socket).
     """
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if getattr(spec, "name", None) != WORKER_MODULE or "--fd" not in sys.argv:
         return False
     ACTIVE["listen_per_worker"] = False  # in a worker, what counts is whether it got its own listener
     fd = int(sys.argv[sys.argv.index("--fd") + 1])
-    backlog = int(sys.argv[sys.argv.index("--backlog") + 1]) if "--backlog" in sys.argv else 2048
     with socket.socket(fileno=os.dup(fd)) as inherited:
         if inherited.type != socket.SOCK_STREAM:
             return False
@@ -223,7 +224,6 @@ def take_own_listener() -> bool:
             own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             own.bind(inherited.getsockname())
-            own.listen(backlog)
             own.setblocking(False)
             os.dup2(own.fileno(), fd)
     ACTIVE["listen_per_worker"] = True

@@ -13,6 +13,7 @@
         max_batch_size: 64
         max_wait_ms: 0
         max_queue_rows: 16384
+        max_queue_delay_ms: 500
 
 :meth:`ModelPolicy.effective` is the one place a per-model value falls back to the server settings.
 """
@@ -47,6 +48,7 @@ class ModelSettings:
     max_batch_size: int
     max_wait_ms: float
     max_queue_rows: int
+    max_queue_delay_ms: float
 
 
 class ModelPolicy(BaseModel):
@@ -63,6 +65,7 @@ class ModelPolicy(BaseModel):
     max_batch_size: int | None = Field(None, ge=1)
     max_wait_ms: float | None = Field(None, ge=0)
     max_queue_rows: int | None = Field(None, ge=1)
+    max_queue_delay_ms: float | None = Field(None, gt=0)
 
     def select(self, available: list[int]) -> list[int]:
         """The versions to serve out of ``available`` (sorted ascending)."""
@@ -82,6 +85,7 @@ class ModelPolicy(BaseModel):
             max_batch_size=_pick(self.max_batch_size, settings.max_batch_size),
             max_wait_ms=_pick(self.max_wait_ms, settings.max_wait_ms),
             max_queue_rows=_pick(self.max_queue_rows, settings.max_queue_rows),
+            max_queue_delay_ms=_pick(self.max_queue_delay_ms, settings.max_queue_delay_ms),
         )
 
 

@@ -124,7 +124,9 @@ class ServedVersion:
             max_batch_size=config.max_batch_size,
             max_wait_ms=config.max_wait_ms,
             max_queue_rows=config.max_queue_rows,
+            max_queue_delay_ms=config.max_queue_delay_ms,
             on_batch=metrics.batch_size.labels(self.name, str(self.version)).observe,
+            on_drop=lambda reason: metrics.dropped.labels(self.name, str(self.version), reason).inc(),
         )
         self.load_seconds = perf_counter() - started
         self.drained.set()

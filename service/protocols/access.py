@@ -3,10 +3,12 @@
 Two scopes, independent of each other (a token may carry both):
 
 * ``inference``: every route of the protocols (``/v1/...``, ``/v2...``: predict/infer, model lists,
-  metadata, status, model readiness, the OpenAPI document) and every gRPC method except the two health
-  calls (``ServerLive``, ``ServerReady``).
+  metadata, status, model readiness, the OpenAPI document), the service's typed BentoML endpoints
+  (``POST /predict``, ``POST /models``) and every gRPC method except the two health calls (``ServerLive``,
+  ``ServerReady``).
 * ``admin``: ``/metrics`` and the health routes when they are protected (``SERVING_PROTECT_METRICS``,
-  ``SERVING_PROTECT_HEALTH``), and every other path: BentoML's docs and anything not listed here.
+  ``SERVING_PROTECT_HEALTH``), and every other path: the docs (``/docs``, its files, ``/docs.json``),
+  BentoML's index page and anything not listed here.
 
 Open whatever the tokens: the health routes and ``/metrics`` unless protected, and the playground's static
 files (``/ui``, ``/ui/{file}``; the page carries no data, its API calls need a token like any client's).
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from service.errors import Forbidden, Unauthenticated
-from service.protocols.routes import api_of, is_ours
+from service.protocols.routes import BENTOML_API, api_of, is_ours
 
 Scope = Literal["inference", "admin"]
 SCOPES: frozenset[str] = frozenset({"inference", "admin"})
@@ -34,6 +36,7 @@ REALM = 'Bearer realm="keras-serving"'
 HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 HEALTH_PREFIX = "/readyz/"
 METRICS_PATH = "/metrics"
+BENTOML_API_PATHS = frozenset(BENTOML_API.values())
 GRPC_HEALTH = frozenset(
     {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
 )
@@ -92,7 +95,7 @@ class AccessPolicy:
             return "admin" if self.protect_metrics else None
         if is_ours(path):
             return None if api_of(path) == "ui" else "inference"
-        return "admin"
+        return "inference" if path in BENTOML_API_PATHS else "admin"
 
     def grpc_scope(self, method: str) -> Scope | None:
         """The scope a gRPC method (``/package.Service/Method``) needs, or ``None`` when it is open."""

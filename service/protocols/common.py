@@ -1,7 +1,9 @@
-"""What every protocol adapter shares, HTTP or gRPC: version parsing and little-endian tensor bytes."""
+"""What every protocol adapter shares, HTTP or gRPC: version parsing, client timeouts and little-endian
+tensor bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -21,6 +23,29 @@ def parse_version(raw: str | None) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) < 1:
         raise InvalidInput(f"version must be a positive integer, got {raw!r}")
     return int(raw)
+
+
+def parse_timeout(raw: Any, unit_s: float, where: str) -> float:
+    """A client's timeout in seconds from ``raw`` counted in ``unit_s`` seconds (1e-3 for ms, 1e-6 for
+    V2's microseconds); 400 unless it is a positive finite number."""
+    try:
+        value = float(raw) if isinstance(raw, str | int | float) and not isinstance(raw, bool) else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput(f"{where} must be a positive number, got {raw!r}")
+    return value * unit_s
+
+
+def deadline_after(seconds: float) -> float:
+    """The event-loop time ``seconds`` from now (what :attr:`InferenceRequest.deadline` holds)."""
+    return asyncio.get_running_loop().time() + seconds
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The first of the given deadlines, ``None`` when none is given."""
+    given = [d for d in deadlines if d is not None]
+    return min(given) if given else None
 
 
 def le_bytes(array: np.ndarray) -> bytes:

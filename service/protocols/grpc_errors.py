@@ -1,4 +1,5 @@
-"""How a :class:`ServingError` becomes a gRPC status: :func:`abort`, the one place, used by every method."""
+"""What the gRPC adapters share: how a :class:`ServingError` becomes a gRPC status (:func:`abort`, the one
+place, used by every method) and the call's deadline as the data plane takes it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from service.errors import InternalError, ServingError
+from service.protocols.common import deadline_after
 
 log = logging.getLogger("service.grpc")
 R = TypeVar("R")
@@ -21,6 +23,12 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
     if retry_after is not None:
         await context.send_initial_metadata((("retry-after", retry_after),))
     await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The event-loop time the client's gRPC deadline runs out (``None``: the call has none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else deadline_after(max(remaining, 0.0))
 
 
 def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,12 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.dataplane import DataPlane
-from service.errors import InternalError, InvalidInput, PayloadTooLarge, ServingError
+from service.errors import ClientGone, InternalError, InvalidInput, PayloadTooLarge, ServingError
+from service.protocols.common import deadline_after, parse_timeout
 from service.protocols.json import dumps
 
 log = logging.getLogger("service.http")
 Handler = Callable[[Request], Awaitable[Response]]
 ErrorBody = Callable[[ServingError], Any]
+TIMEOUT_HEADER = "x-request-timeout-ms"
+"""The client's time budget for one request, in milliseconds (``X-Request-Timeout-Ms: 50``)."""
 
 
 def dataplane_of(request: Request) -> DataPlane:
@@ -72,3 +76,38 @@ def guarded(handler: Handler, body: ErrorBody = ServingError.body) -> Handler:
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def deadline_of(request: Request) -> float | None:
+    """The event-loop time the client's ``X-Request-Timeout-Ms`` runs out (``None`` without the header)."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    return deadline_after(parse_timeout(raw, 1e-3, "the X-Request-Timeout-Ms header (milliseconds)"))
+
+
+def client_watch(request: Request) -> Callable[[Awaitable[Any]], Awaitable[Any]]:
+    """A watch for :class:`~service.dataplane.InferenceRequest`: runs the work, cancels it when the
+    client disconnects first (:class:`ClientGone`)."""
+    receive = request.receive
+
+    async def watch(work: Awaitable[Any]) -> Any:
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+            gone.cancel()
+        if task.done() and not task.cancelled():
+            return task.result()
+        raise ClientGone("the client closed the connection before the answer was ready")
+
+    return watch
+
+
+async def _disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return once the client has gone (the body has been read already, so nothing else arrives)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

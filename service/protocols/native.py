@@ -10,17 +10,27 @@ Response: ``{"model", "version", "runtime", "outputs": {name: nested list}}``.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.batching import Ticket
 from service.dataplane import DataPlane, InferenceRequest, VersionView
 from service.errors import InvalidInput, Unavailable
 from service.limits import DEFAULT_LIMITS, Limits
 from service.metrics import observe_payload
-from service.protocols.http import dataplane_of, error_response, guarded, json_response, read_body
+from service.protocols.http import (
+    client_watch,
+    dataplane_of,
+    deadline_of,
+    error_response,
+    guarded,
+    json_response,
+    read_body,
+)
 from service.protocols.json import json_to_array, loads
 
 PROTOCOL = "native"
@@ -60,13 +70,32 @@ def parse_predict(payload: Any, limits: Limits = DEFAULT_LIMITS) -> InferenceReq
     return InferenceRequest(model, inputs, PROTOCOL, version=version, label=label, outputs=outputs)
 
 
+def _admitted(dataplane: DataPlane, payload: Any) -> AbstractContextManager[Ticket | None]:
+    """Admission as soon as the body names its target, before its tensors are converted; a malformed
+    target is left to :func:`parse_predict`'s 400."""
+    if not isinstance(payload, dict):
+        return nullcontext()
+    model, version, label = payload.get("model"), payload.get("version"), payload.get("label")
+    if not isinstance(model, str) or not model or (version is not None and label is not None):
+        return nullcontext()
+    if version is not None and (type(version) is not int or version < 1):
+        return nullcontext()
+    if label is not None and not isinstance(label, str):
+        return nullcontext()
+    return dataplane.admitted(PROTOCOL, model, version, label)
+
+
 @guarded
 async def predict(request: Request) -> Response:
     """Run one (batched) prediction."""
     dataplane = dataplane_of(request)
+    deadline = deadline_of(request)
     body = await read_body(request)
-    infer = parse_predict(loads(body), dataplane.limits)
-    result = await dataplane.infer(infer)
+    payload = loads(body)
+    with _admitted(dataplane, payload) as ticket:
+        infer = parse_predict(payload, dataplane.limits)
+        infer.deadline, infer.watch, infer.ticket = deadline, client_watch(request), ticket
+        result = await dataplane.infer(infer)
     response = json_response(
         {
             "model": result.model,

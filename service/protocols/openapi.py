@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from service.limits import DEFAULT_LIMITS, Limits
+from service.protocols.docs import ASSETS as DOCS_ASSETS
 from service.protocols.openapi_schemas import (
     Catalog,
     native_request,
@@ -66,6 +67,9 @@ def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> 
             "/v1/models": {
                 "get": {"summary": "Models, versions, states and signatures", "responses": plain_ok}
             },
+            "/v1/openapi.json": {
+                "get": {"summary": "This document (/docs.json adds BentoML's routes)", "responses": plain_ok}
+            },
             "/readyz/{model}": {
                 "get": {
                     "summary": "Readiness of one model",
@@ -80,6 +84,7 @@ def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> 
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": plain_ok}},
             **_compat_paths(catalog, limits),
             **_ui_paths(),
+            **_docs_paths(),
         },
         "components": {
             "schemas": {
@@ -176,3 +181,28 @@ def _ui_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def _docs_paths() -> dict[str, Any]:
+    """The Swagger UI page, its files and the merged document it shows (BentoML's routes included)."""
+    tag = ["Documentation"]
+    files = {
+        "name": "file",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": sorted(DOCS_ASSETS)},
+    }
+    page = {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    asset = {
+        "200": {"description": "The file"},
+        "404": _error(f"No such file (only {', '.join(sorted(DOCS_ASSETS))})"),
+    }
+    document = {
+        "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
+    }
+    return {
+        "/docs": {"get": {"tags": tag, "summary": "Swagger UI over /docs.json", "responses": page}},
+        "/docs/{file}": {"get": {"tags": tag, "summary": "Swagger UI's files", "parameters": [files], "responses": asset}},
+        "/docs.json": {"get": {"tags": tag, "summary": "This document plus BentoML's routes (its typed API included)",
+                               "responses": document}},
+    }  # fmt: skip

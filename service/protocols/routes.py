@@ -3,6 +3,11 @@
 :data:`API_ROUTES` groups the routes by API (``native``, ``tfserving``, ``v2``, and ``ui`` for the playground
 page and its files); the ASGI app, the fast lane's choice of which paths are ours, the ``api`` label of the
 HTTP metrics and the tracing exclusions all derive from it, and a test holds the OpenAPI document against it.
+
+:data:`DOCS_ROUTES` (``/docs``, its files, ``/docs.json``) are served by our app too but are not "ours": like
+BentoML's own routes they go through BentoML's stack (the fast lane passes them on; BentoML's router finds
+them in our mounted app) and need the ``admin`` scope. :data:`BENTOML_API` names the paths of the service's
+typed ``@bentoml.api`` endpoints, which BentoML answers; they must not collide with any route here.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.errors import NotFound
-from service.protocols import native, ui
-from service.protocols.http import dataplane_of, error_response, json_response
+from service.protocols import docs, native, ui
+from service.protocols.docs import merge_documents
+from service.protocols.http import dataplane_of, error_response, guarded, json_response
 from service.protocols.openapi import openapi_document
 from service.protocols.openapi_schemas import catalog_of
 from service.protocols.tfserving import rest as tfserving_rest
@@ -25,6 +31,15 @@ ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 async def openapi(request: Request) -> Response:
     dataplane = dataplane_of(request)
     return json_response(openapi_document(catalog_of(dataplane), dataplane.limits))
+
+
+@guarded
+async def docs_document(request: Request) -> Response:
+    """Our document with BentoML's routes merged in (``app.state.openapi_extra``: BentoML's document)."""
+    dataplane = dataplane_of(request)
+    extra = getattr(request.app.state, "openapi_extra", None)
+    ours = openapi_document(catalog_of(dataplane), dataplane.limits)
+    return json_response(merge_documents(ours, extra() if extra is not None else {}))
 
 
 async def not_found(request: Request) -> Response:
@@ -43,7 +58,19 @@ CATCH_ALL: dict[str, Route] = {
     "native": Route("/v1/{path:path}", not_found, methods=ALL_METHODS),
     "v2": Route("/v2/{path:path}", not_found, methods=ALL_METHODS),
 }
-ROUTES: list[Route] = [*(r for routes in API_ROUTES.values() for r in routes), *CATCH_ALL.values()]
+DOCS_ROUTES: list[Route] = [
+    Route("/docs", docs.page, methods=["GET"]),
+    Route("/docs/{file}", docs.asset, methods=["GET"]),
+    Route("/docs.json", docs_document, methods=["GET"]),
+]
+"""The documentation (Swagger UI over the one merged document): BentoML's side of the fast lane."""
+BENTOML_API: dict[str, str] = {"predict": "/predict", "models": "/models"}
+"""The typed BentoML endpoints of the service: method name -> route (inference routes for access control)."""
+ROUTES: list[Route] = [
+    *(r for routes in API_ROUTES.values() for r in routes),
+    *DOCS_ROUTES,
+    *CATCH_ALL.values(),
+]
 
 
 def _matchers() -> list[tuple[str, bool, str]]:
@@ -74,7 +101,20 @@ def api_of(path: str) -> str:
     return "native"
 
 
+PROTOCOLS = {
+    "native": native.PROTOCOL,
+    "tfserving": tfserving_rest.PROTOCOL,
+    "v2": v2_rest.PROTOCOL,
+    "ui": "ui",
+}
+
+
+def protocol_of(path: str) -> str:
+    """The ``protocol`` metric label of a path of ours (``native``, ``tfserving_rest``, ``v2_rest``, ``ui``)."""
+    return PROTOCOLS[api_of(path)]
+
+
 def tracing_exclusions() -> list[str]:
     """URL patterns BentoML's tracing skips: every route of ours (they are answered in the fast lane
-    or have nothing worth tracing) and ``/metrics``."""
-    return sorted({*OUR_PATHS, *OUR_PREFIXES, "/metrics"})
+    or have nothing worth tracing), ``/metrics`` and the docs (``/docs``, its files, ``/docs.json``)."""
+    return sorted({*OUR_PATHS, *OUR_PREFIXES, "/metrics", "/docs"})

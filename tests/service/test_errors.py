@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from service.errors import (
+    ClientGone,
     Forbidden,
     InternalError,
     InvalidInput,
@@ -33,6 +34,7 @@ CASES = [
     (Unavailable("x"), 503, "UNAVAILABLE"),
     (Overloaded("x"), 503, "UNAVAILABLE"),
     (TimedOut("x"), 504, "DEADLINE_EXCEEDED"),
+    (ClientGone("x"), 499, "CANCELLED"),
     (InternalError(), 500, "INTERNAL"),
 ]
 

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput
-from service.protocols.grpc_errors import grpc_guarded
+from service.protocols.grpc_errors import deadline_of, grpc_guarded
 from service.protocols.tfserving.codec import array_to_tensor, decode_inputs
 from service.protocols.tfserving.protos import tfserving_protos
 from service.protocols.tfserving.spec import SIGNATURE, check_signature, model_status, signature_def_map
@@ -31,13 +31,22 @@ def _servicers(dataplane: DataPlane) -> tuple[Any, Any]:
         @grpc_guarded
         async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
             name, version, label = _spec(request.model_spec)
-            inputs = decode_inputs(request.inputs, dataplane.limits)
-            wanted = list(request.output_filter) or None
-            result = await dataplane.infer(
-                InferenceRequest(
-                    name, inputs, PROTOCOL, version=version, label=label, outputs=wanted, typed=True
+            with dataplane.in_flight(PROTOCOL), dataplane.admitted(PROTOCOL, name, version, label) as ticket:
+                inputs = decode_inputs(request.inputs, dataplane.limits)
+                wanted = list(request.output_filter) or None
+                result = await dataplane.infer(
+                    InferenceRequest(
+                        name,
+                        inputs,
+                        PROTOCOL,
+                        version=version,
+                        label=label,
+                        outputs=wanted,
+                        typed=True,
+                        deadline=deadline_of(context),
+                        ticket=ticket,
+                    )
                 )
-            )
             response = pb.predict_pb2.PredictResponse()
             response.model_spec.name = result.model
             response.model_spec.version.value = result.version

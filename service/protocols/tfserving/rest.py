@@ -17,7 +17,7 @@ from service.dataplane import InferenceRequest
 from service.errors import ServingError
 from service.metrics import observe_payload
 from service.protocols.common import parse_version
-from service.protocols.http import dataplane_of, guarded, json_response, read_body
+from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
 from service.protocols.json import loads
 from service.protocols.tfserving.codec import decode_b64, format_outputs, parse_predict
 from service.protocols.tfserving.spec import model_status, signature_def_map
@@ -41,12 +41,25 @@ def _target(request: Request) -> tuple[str, int | None, str | None]:
 async def predict(request: Request) -> Response:
     dataplane = dataplane_of(request)
     name, version, label = _target(request)
-    body = await read_body(request)
-    payload = loads(body)
-    if b'"b64"' in body:
-        payload = decode_b64(payload, dataplane.limits.max_json_depth + 2)
-    inputs, row = parse_predict(payload, dataplane.limits)
-    result = await dataplane.infer(InferenceRequest(name, inputs, PROTOCOL, version=version, label=label))
+    deadline = deadline_of(request)
+    with dataplane.admitted(PROTOCOL, name, version, label) as ticket:
+        body = await read_body(request)
+        payload = loads(body)
+        if b'"b64"' in body:
+            payload = decode_b64(payload, dataplane.limits.max_json_depth + 2)
+        inputs, row = parse_predict(payload, dataplane.limits)
+        result = await dataplane.infer(
+            InferenceRequest(
+                name,
+                inputs,
+                PROTOCOL,
+                version=version,
+                label=label,
+                deadline=deadline,
+                watch=client_watch(request),
+                ticket=ticket,
+            )
+        )
     response = json_response(format_outputs(result.outputs, row))
     observe_payload(result.model, PROTOCOL, len(body), len(response.body))
     return response

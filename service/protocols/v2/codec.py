@@ -14,7 +14,7 @@ import numpy as np
 
 from service.errors import InvalidInput
 from service.limits import DEFAULT_LIMITS, Limits
-from service.protocols.common import check_int_range, from_le_bytes, le_bytes
+from service.protocols.common import check_int_range, from_le_bytes, le_bytes, parse_timeout
 from service.protocols.json import dumps, json_to_array, loads
 from service.protocols.v2.spec import CONTENTS_FIELDS, DATATYPES, datatype
 
@@ -36,6 +36,22 @@ def parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise InvalidInput(f"{where}: 'parameters' must be an object, got {type(params).__name__}")
     return params
+
+
+def timeout_s(payload: dict[str, Any]) -> float | None:
+    """The request's ``parameters.timeout`` (microseconds, as Triton reads it) in seconds, or ``None``."""
+    raw = parameters(payload, "request").get("timeout")
+    return None if raw is None else parse_timeout(raw, 1e-6, "parameters.timeout (microseconds)")
+
+
+def grpc_timeout_s(request: Any) -> float | None:
+    """``ModelInferRequest.parameters["timeout"]`` (microseconds, an int64 or uint64 parameter) in seconds."""
+    if "timeout" not in request.parameters:
+        return None
+    param = request.parameters["timeout"]
+    kind = param.WhichOneof("parameter_choice")
+    raw = getattr(param, kind) if kind in ("int64_param", "uint64_param") else repr(param).strip()
+    return parse_timeout(raw, 1e-6, "parameters['timeout'] (int64 microseconds)")
 
 
 # ----- one tensor, whatever the transport ----------------------------------------------------------

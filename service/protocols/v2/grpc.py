@@ -9,9 +9,9 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.dataplane import DataPlane, InferenceRequest
-from service.protocols.common import parse_version
-from service.protocols.grpc_errors import grpc_guarded
-from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs
+from service.protocols.common import deadline_after, earliest, parse_version
+from service.protocols.grpc_errors import deadline_of, grpc_guarded
+from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs, grpc_timeout_s
 from service.protocols.v2.spec import model_metadata, server_metadata
 
 PROTOCOL = "v2_grpc"
@@ -50,17 +50,27 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_guarded
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        dataplane = self.dataplane
         wanted = [o.name for o in request.outputs] or None
-        result = await self.dataplane.infer(
-            InferenceRequest(
-                request.model_name,
-                decode_grpc_inputs(request, self.dataplane.limits),
-                PROTOCOL,
-                version=parse_version(request.model_version),
-                outputs=wanted,
-                typed=True,
+        version = parse_version(request.model_version)
+        timeout = grpc_timeout_s(request)
+        deadline = earliest(deadline_of(context), None if timeout is None else deadline_after(timeout))
+        with (
+            dataplane.in_flight(PROTOCOL),
+            dataplane.admitted(PROTOCOL, request.model_name, version) as ticket,
+        ):
+            result = await dataplane.infer(
+                InferenceRequest(
+                    request.model_name,
+                    decode_grpc_inputs(request, dataplane.limits),
+                    PROTOCOL,
+                    version=version,
+                    outputs=wanted,
+                    typed=True,
+                    deadline=deadline,
+                    ticket=ticket,
+                )
             )
-        )
         response = service_pb2.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
         )

@@ -10,9 +10,15 @@ from starlette.routing import Route
 
 from service.dataplane import InferenceRequest
 from service.metrics import observe_payload
-from service.protocols.common import parse_version
-from service.protocols.http import dataplane_of, guarded, json_response, read_body
-from service.protocols.v2.codec import decode_inputs, encode_response, requested_outputs, split_body
+from service.protocols.common import deadline_after, earliest, parse_version
+from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
+from service.protocols.v2.codec import (
+    decode_inputs,
+    encode_response,
+    requested_outputs,
+    split_body,
+    timeout_s,
+)
 from service.protocols.v2.spec import model_metadata, server_metadata
 
 PROTOCOL = "v2_rest"
@@ -50,13 +56,26 @@ async def model_ready(request: Request) -> Response:
 async def infer(request: Request) -> Response:
     dataplane = dataplane_of(request)
     name, version = _target(request)
-    body = await read_body(request)
-    payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
-    inputs = decode_inputs(payload, binary, dataplane.limits)
-    wanted, binary_out = requested_outputs(payload)
-    result = await dataplane.infer(
-        InferenceRequest(name, inputs, PROTOCOL, version=version, outputs=wanted, typed=True)
-    )
+    deadline = deadline_of(request)
+    with dataplane.admitted(PROTOCOL, name, version) as ticket:
+        body = await read_body(request)
+        payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
+        timeout = timeout_s(payload)
+        inputs = decode_inputs(payload, binary, dataplane.limits)
+        wanted, binary_out = requested_outputs(payload)
+        result = await dataplane.infer(
+            InferenceRequest(
+                name,
+                inputs,
+                PROTOCOL,
+                version=version,
+                outputs=wanted,
+                typed=True,
+                deadline=earliest(deadline, None if timeout is None else deadline_after(timeout)),
+                watch=client_watch(request),
+                ticket=ticket,
+            )
+        )
     header: dict[str, Any] = {"model_name": result.model, "model_version": str(result.version)}
     if "id" in payload:
         header["id"] = payload["id"]
