@@ -94,6 +94,7 @@ async def predict(request: Request) -> Response:
     payload = loads(body)
     with _admitted(dataplane, payload) as ticket:
         infer = parse_predict(payload, dataplane.limits)
+        del payload  # its Python lists must not live through the wait (garbage collection scans them)
         infer.deadline, infer.watch, infer.ticket = deadline, client_watch(request), ticket
         result = await dataplane.infer(infer)
     response = json_response(
