@@ -88,19 +88,15 @@ class Ticket:
     and then pile up reading bodies. Releasing twice is harmless."""
 
     def __init__(self, batcher: Batcher) -> None:
-        batcher.admit()
-        batcher._reserved += 1
+        batcher.reserve()
         self._batcher: Batcher | None = batcher
         self._issued = perf_counter()
 
     def release(self, queued: bool = False) -> None:
         """Give the reservation back; ``queued``: the request now joins the queue, so the time since
         admission (reading and decoding it) is what the next requests should expect too."""
-        batcher = self._batcher
-        if batcher is not None:
-            batcher._reserved -= 1
-            if queued:
-                batcher._intake_s = batcher._intake_s * DECAY + (perf_counter() - self._issued) * (1 - DECAY)
+        if self._batcher is not None:
+            self._batcher.unreserve(perf_counter() - self._issued if queued else None)
             self._batcher = None
 
 
@@ -158,12 +154,28 @@ class Batcher:
         """Measured runtime seconds per row over recent batches (0 before the first batch)."""
         return self._cost_s / self._cost_rows if self._cost_rows else 0.0
 
+    @property
+    def _reserved_rows(self) -> float:
+        """What the admitted requests still being read or decoded are expected to bring."""
+        return self._reserved * self._rows_per_request
+
     def expected_delay_s(self) -> float:
         """How long a request admitted now would wait before its batch starts: the time to read and
         decode it (measured), then the rows ahead of it, counting requests admitted before it that are
         still being read or decoded."""
-        ahead = self._pending_rows + self._running_rows + self._reserved * self._rows_per_request
+        ahead = self._pending_rows + self._running_rows + self._reserved_rows
         return self._intake_s + ahead * self.seconds_per_row
+
+    def reserve(self) -> None:
+        """Admit one request that is not queued yet (:class:`Ticket`); raises like :meth:`admit`."""
+        self.admit()
+        self._reserved += 1
+
+    def unreserve(self, intake_s: float | None) -> None:
+        """The reserved request leaves: queued after ``intake_s`` of reading and decoding, or failed."""
+        self._reserved -= 1
+        if intake_s is not None:
+            self._intake_s = self._intake_s * DECAY + intake_s * (1 - DECAY)
 
     def admit(self, rows: int = 0) -> None:
         """Raise :class:`Unavailable`/:class:`Overloaded` unless a request of ``rows`` rows may queue now:
@@ -178,7 +190,7 @@ class Batcher:
                 "queue_delay",
                 max(1, math.ceil(expected - self.max_queue_delay_s)),
             )
-        if self._pending_rows + self._reserved * self._rows_per_request + rows > self.max_queue_rows:
+        if self._pending_rows + self._reserved_rows + rows > self.max_queue_rows:
             raise Overloaded(
                 f"model queue full ({self._pending_rows} rows queued, limit {self.max_queue_rows}); retry later",
                 "queue_full",

@@ -72,7 +72,8 @@ class Drain:
             return False
         self.started = True
         self.dataplane.draining = True
-        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.run(server)))  # type: ignore[union-attr]
+        loop = self.loop
+        loop.call_soon_threadsafe(lambda: loop.create_task(self.run(server)))
         return True
 
     async def run(self, server: Any) -> None:

@@ -37,9 +37,10 @@ def parse_timeout(raw: Any, unit_s: float, where: str) -> float:
     return value * unit_s
 
 
-def deadline_after(seconds: float) -> float:
-    """The event-loop time ``seconds`` from now (what :attr:`InferenceRequest.deadline` holds)."""
-    return asyncio.get_running_loop().time() + seconds
+def deadline_after(seconds: float | None) -> float | None:
+    """The event-loop time ``seconds`` from now (what :attr:`InferenceRequest.deadline` holds); ``None``
+    for no timeout."""
+    return None if seconds is None else asyncio.get_running_loop().time() + seconds
 
 
 def earliest(*deadlines: float | None) -> float | None:

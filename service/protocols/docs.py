@@ -18,8 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from swagger_ui_bundle import swagger_ui_path
 
-from service.errors import NotFound
-from service.protocols.http import guarded
+from service.protocols.http import asset_type, guarded
 
 INIT_JS = b"""window.onload = function () {
   window.ui = SwaggerUIBundle({url: "docs.json", dom_id: "#swagger-ui", deepLinking: true,
@@ -68,9 +67,7 @@ async def page(_: Request) -> Response:
 async def asset(request: Request) -> Response:
     """One of the page's files by name; 404 (our JSON error) for any other name."""
     name = request.path_params["file"]
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        raise NotFound(f"no file {name!r} under /docs; the page's files are {sorted(ASSETS)}")
+    media_type = asset_type(ASSETS, name, "docs")  # before any read: only the page's files are read
     return Response(read(name), media_type=media_type, headers=HEADERS)
 
 

@@ -28,7 +28,7 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     """The event-loop time the client's gRPC deadline runs out (``None``: the call has none)."""
     remaining = context.time_remaining()
-    return None if remaining is None else deadline_after(max(remaining, 0.0))
+    return deadline_after(None if remaining is None else max(remaining, 0.0))
 
 
 def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:

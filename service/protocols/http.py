@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.dataplane import DataPlane
-from service.errors import ClientGone, InternalError, InvalidInput, PayloadTooLarge, ServingError
+from service.errors import ClientGone, InternalError, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from service.protocols.common import deadline_after, parse_timeout
 from service.protocols.json import dumps
 
@@ -76,6 +76,15 @@ def guarded(handler: Handler, body: ErrorBody = ServingError.body) -> Handler:
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def asset_type(assets: dict[str, str], name: str, folder: str) -> str:
+    """The content type of ``name`` among a page's files (``assets``, under ``/folder``); 404 (our JSON
+    error, naming the files) for any other name, so no path can reach another file."""
+    media_type = assets.get(name)
+    if media_type is None:
+        raise NotFound(f"no file {name!r} under /{folder}; the page's files are {sorted(assets)}")
+    return media_type
 
 
 def deadline_of(request: Request) -> float | None:

@@ -14,8 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import NotFound
-from service.protocols.http import guarded
+from service.protocols.http import asset_type, guarded
 
 PAGE = "index.html"
 ASSETS: dict[str, str] = {
@@ -53,10 +52,7 @@ async def page(_: Request) -> Response:
 async def asset(request: Request) -> Response:
     """One of the page's files by name; 404 (our JSON error) for any other name."""
     name = request.path_params["file"]
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        raise NotFound(f"no file {name!r} under /ui; the page's files are {sorted(ASSETS)}")
-    return _file_response(name, media_type)
+    return _file_response(name, asset_type(ASSETS, name, "ui"))
 
 
 routes = [

@@ -74,37 +74,47 @@ _ENDPOINT = {
     },
     "additionalProperties": False,
 }
-SERVICE_MONITOR: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "required": ["selector"],
-            "properties": {
-                "selector": _SELECTOR,
-                "namespaceSelector": {
-                    "type": "object",
-                    "properties": {
-                        "any": {"type": "boolean"},
-                        "matchNames": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "additionalProperties": False,
-                },
-                "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
-                "jobLabel": {"type": "string"},
-                "targetLabels": {"type": "array", "items": {"type": "string"}},
-                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                "sampleLimit": {"type": "integer", "minimum": 0},
-            },
-            "additionalProperties": False,
+
+
+def _resource(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Prometheus Operator object of ``kind``: apiVersion, kind, metadata and ``spec``, nothing else."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": _METADATA,
+            "spec": spec,
         },
+        "additionalProperties": False,
+    }
+
+
+SERVICE_MONITOR = _resource(
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector"],
+        "properties": {
+            "selector": _SELECTOR,
+            "namespaceSelector": {
+                "type": "object",
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
+            "jobLabel": {"type": "string"},
+            "targetLabels": {"type": "array", "items": {"type": "string"}},
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "sampleLimit": {"type": "integer", "minimum": 0},
+        },
+        "additionalProperties": False,
     },
-    "additionalProperties": False,
-}
+)
 _RULE = {
     "type": "object",
     "required": ["expr"],
@@ -120,37 +130,30 @@ _RULE = {
     "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
     "additionalProperties": False,
 }
-PROMETHEUS_RULE: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": _METADATA,
-        "spec": {
-            "type": "object",
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name"],
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": _DURATION,
-                            "limit": {"type": "integer"},
-                            "partial_response_strategy": {"type": "string"},
-                            "rules": {"type": "array", "items": _RULE},
-                        },
-                        "additionalProperties": False,
+PROMETHEUS_RULE = _resource(
+    "PrometheusRule",
+    {
+        "type": "object",
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "limit": {"type": "integer"},
+                        "partial_response_strategy": {"type": "string"},
+                        "rules": {"type": "array", "items": _RULE},
                     },
+                    "additionalProperties": False,
                 },
             },
-            "additionalProperties": False,
         },
+        "additionalProperties": False,
     },
-    "additionalProperties": False,
-}
+)
 SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR, "PrometheusRule": PROMETHEUS_RULE}
 
 

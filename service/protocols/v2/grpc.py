@@ -54,7 +54,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         wanted = [o.name for o in request.outputs] or None
         version = parse_version(request.model_version)
         timeout = grpc_timeout_s(request)
-        deadline = earliest(deadline_of(context), None if timeout is None else deadline_after(timeout))
+        deadline = earliest(deadline_of(context), deadline_after(timeout))
         with (
             dataplane.in_flight(PROTOCOL),
             dataplane.admitted(PROTOCOL, request.model_name, version) as ticket,

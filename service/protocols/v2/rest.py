@@ -71,7 +71,7 @@ async def infer(request: Request) -> Response:
                 version=version,
                 outputs=wanted,
                 typed=True,
-                deadline=earliest(deadline, None if timeout is None else deadline_after(timeout)),
+                deadline=earliest(deadline, deadline_after(timeout)),
                 watch=client_watch(request),
                 ticket=ticket,
             )
