@@ -107,14 +107,28 @@ class Drain:
 async def _stop_listening(listeners: list[Any]) -> None:
     """Close the listeners without resetting connections the kernel has queued: first shrink the accept
     queue to nothing (new connection attempts wait, then meet a closed port), let the event loop accept
-    what is queued, then close."""
-    for listener in listeners:
-        for sock in listener.sockets:
-            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as same:
-                same.listen(0)
-    await asyncio.sleep(0.1)
-    for listener in listeners:
+    what is queued, then close at a moment the queue is seen empty (closing a listener resets what its
+    queue holds, and those clients would never get an answer)."""
+    sockets = [sock for listener in listeners for sock in listener.sockets]
+    for sock in sockets:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as same:
+            same.listen(0)
+    await asyncio.sleep(0.05)
+    for _ in range(100):  # at most about 0.5 s more
+        if not any(_queued(sock) for sock in sockets):
+            break
+        await asyncio.sleep(0.005)
+    for listener in listeners:  # no await between the check and the close
         listener.close()
+
+
+def _queued(sock: Any) -> int:
+    """Connections waiting in a listening socket's accept queue (Linux: ``tcpi_unacked`` of a listener)."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return 0
+    return int.from_bytes(info[24:28], sys.byteorder)
 
 
 def install_drain(drain: Drain) -> None:
