@@ -10,6 +10,11 @@ in-flight cap) before reading a body and :meth:`DataPlane.admitted` (the version
 soon as the model is known, before reading or decoding the body. A request may carry a deadline (the client's
 timeout) and a ``watch`` that cancels it when the client goes away; queued work of either is dropped
 unrun by the batcher.
+
+Model operations (:mod:`service.ops`: traffic split, shadow, capture, feedback, drift) hang off two hooks,
+:meth:`~service.ops.Operations.route` before the version is resolved and
+:meth:`~service.ops.Operations.served` after each answer; the request id and sticky routing key come from
+the call context (:mod:`service.context`) the protocol's ingress opened.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from service import context
 from service.batching import Ticket
 from service.conversion import convert
 from service.errors import (
@@ -39,6 +45,7 @@ from service.limits import DEFAULT_LIMITS, Limits
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
+from service.ops import Operations, Served
 from service.schema import ModelMetadata, TensorSpec
 
 __all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "State", "VersionView"]
@@ -74,6 +81,8 @@ class InferenceRequest:
     """The transport's client-gone guard; used only while the request has to queue."""
     ticket: Ticket | None = None
     """The admission ticket (:meth:`DataPlane.admitted`), released when the request joins the queue."""
+    request_id: str | None = None
+    """The client's request id; ``None``: the call context's (:mod:`service.context`), or a new one."""
 
 
 @dataclass
@@ -82,6 +91,9 @@ class InferenceResponse:
     version: int
     runtime: str
     outputs: Tensors
+    request_id: str = ""
+    variant: str | None = None
+    """The traffic split's variant key (a label or version) when the split chose the version."""
 
 
 def _shape_ok(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
@@ -137,6 +149,14 @@ def validate_inputs(
     return arrays, rows
 
 
+def _select(outputs: Tensors, wanted: list[str]) -> Tensors:
+    """The requested outputs, 400 naming the model's outputs for an unknown one."""
+    unknown = [o for o in wanted if o not in outputs]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}; model outputs are {sorted(outputs)}")
+    return {o: outputs[o] for o in wanted}
+
+
 _OUTCOMES = {ClientGone.http_status: "cancelled", TimedOut.http_status: "timeout"}
 
 
@@ -152,6 +172,8 @@ class DataPlane:
         """Inference requests of this worker between :meth:`enter` and :meth:`leave`."""
         self.draining = False
         """Set on SIGTERM: readiness answers 503 from then on (see :mod:`service.bento.drain`)."""
+        self.ops = Operations(registry)
+        """Traffic split, shadow, capture, feedback and drift (:mod:`service.ops`)."""
 
     # ----- admission ---------------------------------------------------------------------------
     def enter(self, protocol: str) -> None:
@@ -207,18 +229,34 @@ class DataPlane:
         started = perf_counter()
         model_label = request.model if request.model in self.registry.models else "__unknown__"
         version_label = ""
+        call = context.current()
+        ops = self.ops if self.ops.active else None
+        variant = None
         try:
             self._check_names(request)
+            if ops is not None:
+                variant = ops.route(request, call.route_key if call is not None else None)
             sv = self.registry.resolve(request.model, request.version, request.label)
             version_label = str(sv.version)
+            if call is not None:
+                call.version = sv.version
             inflight = metrics.inflight.labels(sv.name, version_label, request.protocol)
             sv.acquire()
             inflight.inc()
             try:
-                outputs = await self._run(sv, request, metrics)
+                arrays, outputs = await self._run(sv, request, metrics)
             finally:
                 sv.release()
                 inflight.dec()
+            request_id = request.request_id or (
+                call.request_id if call is not None else context.new_request_id()
+            )
+            answer = _select(outputs, request.outputs) if request.outputs else outputs
+            if ops is not None:
+                ops.served(
+                    Served(sv.name, sv.version, request.protocol, request_id, arrays, outputs,
+                           perf_counter() - started, variant)
+                )  # fmt: skip
         except ServingError as exc:
             self._count(request.protocol, model_label, version_label, exc, started)
             raise
@@ -231,9 +269,12 @@ class DataPlane:
             self._count(request.protocol, model_label, version_label, error, started)
             raise error from exc
         self._count(request.protocol, sv.name, version_label, None, started)
-        return InferenceResponse(sv.name, sv.version, sv.runtime_kind, outputs)
+        return InferenceResponse(sv.name, sv.version, sv.runtime_kind, answer, request_id, variant)
 
-    async def _run(self, sv: ServedVersion, request: InferenceRequest, metrics: Any) -> Tensors:
+    async def _run(
+        self, sv: ServedVersion, request: InferenceRequest, metrics: Any
+    ) -> tuple[Tensors, Tensors]:
+        """The validated inputs and every output of the model for them."""
         assert sv.metadata is not None and sv.batcher is not None
         arrays, rows = validate_inputs(sv.metadata, request.inputs, request.typed, self.limits)
         batcher = sv.batcher
@@ -255,12 +296,7 @@ class DataPlane:
                 ) from None
         metrics.queue.labels(sv.name, str(sv.version)).observe(timing.queue_s)
         metrics.compute.labels(sv.name, str(sv.version)).observe(timing.compute_s)
-        if request.outputs:
-            unknown = [o for o in request.outputs if o not in outputs]
-            if unknown:
-                raise InvalidInput(f"unknown output(s) {unknown}; model outputs are {sorted(outputs)}")
-            outputs = {o: outputs[o] for o in request.outputs}
-        return outputs
+        return arrays, outputs
 
     def _count(
         self, protocol: str, model: str, version: str, error: ServingError | None, started: float

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         description="Time limit per HTTP request until its answer starts (504 after); clients may ask "
         "for less (X-Request-Timeout-Ms, gRPC deadline, V2 parameters.timeout).",
     )
+    sticky_header: str = Field(
+        "X-User-Id",
+        description="Request header (gRPC metadata key) whose value keeps a client on one variant of a "
+        "traffic split (same value, same variant); empty = no stickiness.",
+    )
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC servers bind to.")
     grpc_tfserving_port: int = Field(8500, ge=0, description="TF Serving gRPC port (0 disables).")
     grpc_v2_port: int = Field(8001, ge=0, description="KServe V2 gRPC port (0 disables).")

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from service.dataplane import DataPlane
 from service.protocols.admission import Admission
 from service.protocols.routes import ROUTES, protocol_of
+from service.settings import get_settings
 
 
 def bentoml_document() -> dict[str, Any]:
@@ -31,7 +32,10 @@ def bentoml_document() -> dict[str, Any]:
 def build_app(dataplane: DataPlane | None = None) -> Starlette:
     """The Starlette app; ``dataplane`` may be attached later through ``app.state.dataplane``.
     :class:`Admission` (in-flight cap, drain) wraps every route."""
-    app = Starlette(routes=ROUTES, middleware=[Middleware(Admission, protocol_of=protocol_of)])
+    sticky = get_settings().sticky_header
+    app = Starlette(
+        routes=ROUTES, middleware=[Middleware(Admission, protocol_of=protocol_of, sticky_header=sticky)]
+    )
     app.state.dataplane = dataplane
     app.state.openapi_extra = bentoml_document  # merged into /docs.json
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from service.errors import NotFound, Unavailable
@@ -34,6 +34,8 @@ class ModelRegistry:
         self.initial_load_done = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self.on_sync: list[Callable[[], None]] = []
+        """Called after every pass (``serving.yaml`` may have changed): model operations reconfigure."""
 
     # ----- lookups -------------------------------------------------------------------------------
     def policy(self, name: str) -> ModelPolicy:
@@ -138,6 +140,8 @@ class ModelRegistry:
             for version, sv in entries.items():
                 if version not in keep and sv.state in (State.READY, State.FAILED):
                     self._spawn(sv.retire())
+        for listener in self.on_sync:
+            listener()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -5,6 +5,9 @@ plane's in-flight count (:meth:`~service.dataplane.DataPlane.enter`); at the cap
 ``Retry-After`` at once, its body never read. While the worker drains (after SIGTERM) every response
 carries ``Connection: close``, so keep-alive clients move to another server instead of having their
 connection closed under a request.
+
+It also opens the request's :class:`~service.context.Call` (its ``X-Request-Id``, or a new one, and the
+sticky routing key) and puts ``X-Request-Id`` and ``X-Model-Version`` on every answer, errors included.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from service import context
 from service.errors import ServingError
 from service.protocols.http import error_response
 
@@ -27,18 +31,25 @@ CLOSE = (b"connection", b"close")
 class Admission:
     """ASGI middleware: the in-flight cap for inference requests and ``Connection: close`` while draining."""
 
-    def __init__(self, app: ASGIApp, protocol_of: Callable[[str], str]) -> None:
+    def __init__(self, app: ASGIApp, protocol_of: Callable[[str], str], sticky_header: str = "") -> None:
         self.app = app
         self.protocol_of = protocol_of
         """The ``protocol`` label of a path (for the rejection metrics)."""
+        self.sticky = sticky_header.lower().encode("latin-1")
+        """The header whose value keeps a client on one traffic variant (empty: none)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         dataplane = scope["app"].state.dataplane if scope["type"] == "http" else None
         if dataplane is None:  # lifespan, or an app without a data plane (static pages only)
             await self.app(scope, receive, send)
             return
-        if dataplane.draining:
-            send = _closing(send)
+        request_id, route_key = self._ids(scope["headers"])
+        try:
+            call = context.begin(request_id, route_key)
+        except ServingError as exc:  # a malformed X-Request-Id: 400, echoed nowhere
+            await error_response(exc)(scope, receive, send)
+            return
+        send = _echoing(send, call, dataplane.draining)
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -52,11 +63,32 @@ class Admission:
         finally:
             dataplane.leave()
 
+    def _ids(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+        """The request's ``X-Request-Id`` and sticky routing key header values (``None`` when absent)."""
+        request_id = route_key = None
+        for name, value in headers:
+            if name == REQUEST_ID:
+                request_id = value.decode("latin-1")
+            elif name == self.sticky:
+                route_key = value.decode("latin-1")
+        return request_id, route_key
 
-def _closing(send: Send) -> Send:
-    async def closing_send(message: Message) -> None:
+
+REQUEST_ID = context.REQUEST_ID_HEADER.encode()
+VERSION = context.VERSION_HEADER.encode()
+
+
+def _echoing(send: Send, call: context.Call, closing: bool) -> Send:
+    """``send`` adding the call's request id, the version that answered and, while draining, ``Connection: close``."""
+
+    async def echoing_send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), CLOSE]
+            extra = [(REQUEST_ID, call.request_id.encode())]
+            if call.version is not None:
+                extra.append((VERSION, str(call.version).encode()))
+            if closing:
+                extra.append(CLOSE)
+            message["headers"] = [*message.get("headers", ()), *extra]
         await send(message)
 
-    return closing_send
+    return echoing_send

@@ -1,5 +1,6 @@
 """What the gRPC adapters share: how a :class:`ServingError` becomes a gRPC status (:func:`abort`, the one
-place, used by every method) and the call's deadline as the data plane takes it."""
+place, used by every method), the call's deadline as the data plane takes it, and the call context
+(``x-request-id`` in, ``x-request-id`` and ``x-model-version`` out as trailing metadata, errors included)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,48 @@ from typing import Any, TypeVar
 
 import grpc
 
+from service import context
 from service.errors import InternalError, ServingError
 from service.protocols.common import deadline_after
+from service.settings import get_settings
 
 log = logging.getLogger("service.grpc")
 R = TypeVar("R")
 
 
-async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
+async def abort(
+    context: grpc.aio.ServicerContext, error: ServingError, trailing: tuple[tuple[str, str], ...] = ()
+) -> None:
     """End the call with the error's gRPC code and message (``retry-after`` metadata where it has one)."""
     retry_after = error.headers().get("Retry-After")
     if retry_after is not None:
         await context.send_initial_metadata((("retry-after", retry_after),))
-    await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message)
+    await context.abort(getattr(grpc.StatusCode, error.grpc_code), error.message, trailing)
+
+
+def open_call(grpc_context: grpc.aio.ServicerContext) -> context.Call:
+    """The call context from the client's metadata: ``x-request-id`` (checked, or a new one) and the
+    sticky routing key (the ``sticky_header`` setting, lower-cased as gRPC keys are)."""
+    request_id = route_key = None
+    sticky = _sticky_key()
+    for key, value in grpc_context.invocation_metadata() or ():
+        if key == context.REQUEST_ID_HEADER:
+            request_id = value if isinstance(value, str) else value.decode("latin-1")
+        elif key == sticky:
+            route_key = value if isinstance(value, str) else value.decode("latin-1")
+    return context.begin(request_id, route_key)
+
+
+def _echo(call: context.Call | None) -> tuple[tuple[str, str], ...]:
+    if call is None:
+        return ()
+    if call.version is None:
+        return ((context.REQUEST_ID_HEADER, call.request_id),)
+    return ((context.REQUEST_ID_HEADER, call.request_id), (context.VERSION_HEADER, str(call.version)))
+
+
+def _sticky_key() -> str:
+    return get_settings().sticky_header.lower()
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -35,15 +65,19 @@ def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable
     """Map :class:`ServingError` to its gRPC status; anything else to INTERNAL without internals."""
 
     @wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+    async def wrapper(self: Any, request: Any, grpc_context: grpc.aio.ServicerContext) -> R:
+        call = None
         try:
-            return await method(self, request, context)
+            call = open_call(grpc_context)
+            response = await method(self, request, grpc_context)
+            grpc_context.set_trailing_metadata(_echo(call))
+            return response
         except ServingError as exc:
             error = exc
         except Exception:
             log.exception("unhandled error in %s", method.__name__)
             error = InternalError()
-        await abort(context, error)
+        await abort(grpc_context, error, _echo(call))
         raise AssertionError("unreachable: abort raises")
 
     return wrapper

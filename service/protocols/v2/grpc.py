@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from service import context as call_context
 from service.dataplane import DataPlane, InferenceRequest
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.grpc_errors import deadline_of, grpc_guarded
@@ -69,10 +70,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                     typed=True,
                     deadline=deadline,
                     ticket=ticket,
+                    request_id=call_context.adopt(request.id or None, "the request's id"),
                 )
             )
         response = service_pb2.ModelInferResponse(
-            model_name=result.model, model_version=str(result.version), id=request.id
+            model_name=result.model, model_version=str(result.version), id=result.request_id
         )
         fill_grpc_outputs(response, result.outputs)
         return response

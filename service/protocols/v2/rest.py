@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import context
 from service.dataplane import InferenceRequest
 from service.metrics import observe_payload
 from service.protocols.common import deadline_after, earliest, parse_version
@@ -63,6 +64,7 @@ async def infer(request: Request) -> Response:
         timeout = timeout_s(payload)
         inputs = decode_inputs(payload, binary, dataplane.limits)
         wanted, binary_out = requested_outputs(payload)
+        request_id = context.adopt(payload.get("id"), "the request's id")
         result = await dataplane.infer(
             InferenceRequest(
                 name,
@@ -74,11 +76,14 @@ async def infer(request: Request) -> Response:
                 deadline=earliest(deadline, deadline_after(timeout)),
                 watch=client_watch(request),
                 ticket=ticket,
+                request_id=request_id,
             )
         )
-    header: dict[str, Any] = {"model_name": result.model, "model_version": str(result.version)}
-    if "id" in payload:
-        header["id"] = payload["id"]
+    header: dict[str, Any] = {
+        "id": result.request_id,
+        "model_name": result.model,
+        "model_version": str(result.version),
+    }
     content, header_length = encode_response(header, result.outputs, binary_out)
     observe_payload(result.model, PROTOCOL, len(body), len(content))
     if header_length is None:
