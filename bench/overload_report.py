@@ -15,10 +15,10 @@ TARGET_REJECT_P99_MS = 50.0
 
 
 def peak(result: dict[str, Any]) -> float:
-    """The most rows/s of correct answers the server gave: closed-loop saturation or any open-loop point."""
-    return max(
-        [result["saturation"]["goodput_rows_per_s"], *(p["goodput_rows_per_s"] for p in result["points"])]
-    )
+    """The most rows/s of correct answers the server gave: closed-loop saturation, one lone client (the
+    capacity) or any open-loop point."""
+    first = result.get("capacity_rows_per_s", result["saturation"]["goodput_rows_per_s"])
+    return max([first, *(p["goodput_rows_per_s"] for p in result["points"])])
 
 
 def table(doc: dict[str, Any]) -> str:

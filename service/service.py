@@ -97,7 +97,7 @@ class ModelServer:
             get_metrics().worker_ready.set(1)
 
         report_patches(get_metrics().bentoml_patch)
-        restarted = not first_start()
+        restarted = not first_start(settings.workers)
         if restarted:
             log.info("worker restarted: loading the models before listening")
             await load()

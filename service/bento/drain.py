@@ -152,15 +152,21 @@ def install_drain(drain: Drain) -> None:
     cls.handle_exit = handle_exit
 
 
-def first_start() -> bool:
-    """``True`` the first time this BentoML worker (by ``--worker-id``) starts under its ``bentoml
-    serve`` process, ``False`` when it is a restart after a crash; ``True`` outside BentoML's workers."""
+def first_start(workers: int) -> bool:
+    """``True`` the first time a BentoML worker starts under its ``bentoml serve`` process, ``False`` when
+    it is a restart after a crash; ``True`` outside BentoML's workers.
+
+    A restart is a worker whose ``--worker-id`` started before, or any worker that finds ``workers``
+    others already started: circus gives a replacement the lowest free id, which is the dead one's only
+    once that one is reaped, so under load a replacement can come with a new id."""
     if "--worker-id" not in sys.argv:
         return True
     worker = sys.argv[sys.argv.index("--worker-id") + 1]
-    marker = Path(tempfile.gettempdir()) / f"keras-serving-{os.getppid()}" / f"worker-{worker}"
+    folder = Path(tempfile.gettempdir()) / f"keras-serving-{os.getppid()}"
+    marker = folder / f"worker-{worker}"
     if marker.exists():
         return False
-    marker.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = sum(1 for _ in folder.glob("worker-*"))
     marker.touch()
-    return True
+    return started < workers

@@ -61,19 +61,24 @@ class FakeContext:
     def __init__(self) -> None:
         self.metadata: Any = None
         self.aborted: tuple[grpc.StatusCode, str] | None = None
+        self.trailing: Any = None
 
     async def send_initial_metadata(self, metadata: Any) -> None:
         self.metadata = metadata
 
-    async def abort(self, code: grpc.StatusCode, message: str) -> None:
+    async def abort(self, code: grpc.StatusCode, message: str, trailing_metadata: Any = ()) -> None:
+        """``grpc.aio.ServicerContext.abort(code, details, trailing_metadata)``."""
         self.aborted = (code, message)
+        self.trailing = trailing_metadata
 
 
 @pytest.mark.parametrize(("error", "http", "grpc_code"), CASES)
 def test_grpc_abort_uses_the_class_code(error: ServingError, http: int, grpc_code: str) -> None:
     context = FakeContext()
-    asyncio.run(abort(context, error))  # type: ignore[arg-type]
+    echo = (("x-request-id", "r-1"),)
+    asyncio.run(abort(context, error, echo))  # type: ignore[arg-type]
     assert context.aborted == (getattr(grpc.StatusCode, grpc_code), error.message)
+    assert context.trailing == echo
     expected = (("retry-after", "1"),) if isinstance(error, Unavailable) else None
     assert context.metadata == expected
 
