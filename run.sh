@@ -18,6 +18,8 @@ system_packages() {
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v chromium >/dev/null || need+=(chromium)
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  # Fashion-MNIST: the out-of-distribution images of the drift end-to-end test (tests/monitoring/test_drift_e2e.py).
+  [ -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
   [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

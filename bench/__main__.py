@@ -7,6 +7,8 @@ Examples::
     .venv/bin/python -m bench --servers ours,bare-asgi --duration 5 --out /tmp/b
     .venv/bin/python -m bench soak --requests 200000   # soak run (bench/soak.py; its own options)
     .venv/bin/python -m bench overload                 # goodput from 0.5x to 4x saturation, with peers
+    .venv/bin/python -m bench precision                # accuracy, images/s per runtime x precision
+    .venv/bin/python -m bench tune --p99-ms 25         # best serving.yaml under a p99 budget (bench/tune.py)
 """
 
 from __future__ import annotations
@@ -106,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.overload_cli import main as overload_main
 
         return overload_main(given[1:])
+    if given[:1] == ["tune"]:  # ``python -m bench tune ...``: SLO -> serving.yaml (bench/tune.py)
+        from bench.tune import main as tune_main
+
+        return tune_main(given[1:])
+    if given[:1] == ["precision"]:  # ``python -m bench precision``: accuracy and images/s per precision
+        from bench.precision import main as precision_main
+
+        return precision_main(given[1:])
     if given[:1] == ["soak"]:  # ``python -m bench soak ...``: the soak run of bench/soak.py
         from bench.soak import main as soak_main
 

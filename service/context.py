@@ -4,7 +4,8 @@ A protocol's ingress (the HTTP :class:`~service.protocols.admission.Admission` m
 ``grpc_guarded`` wrapper) opens a :class:`Call` with the client's request id (``X-Request-Id``, or one made
 here) and its sticky routing key; the data plane reads it and writes back which version answered; the
 ingress echoes both on the answer (HTTP headers ``X-Request-Id`` and ``X-Model-Version``, gRPC trailing
-metadata ``x-request-id`` and ``x-model-version``), errors included.
+metadata ``x-request-id`` and ``x-model-version``), errors included; when a traffic split chose the
+version, also its variant (``X-Model-Variant`` / ``x-model-variant``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import itertools
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from service.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from service.tracing import Trace
+
 REQUEST_ID_HEADER = "x-request-id"
 VERSION_HEADER = "x-model-version"
+VARIANT_HEADER = "x-model-variant"
 MAX_REQUEST_ID = 128
 
 _prefix = os.urandom(6).hex()
@@ -49,6 +55,10 @@ class Call:
     """The sticky routing key (the ``sticky_header`` setting's header): the same key, the same variant."""
     version: int | None = None
     """Set by the data plane: the model version that answered."""
+    variant: str | None = None
+    """Set by the traffic split (:mod:`service.ops.traffic`): the variant (label or version) it chose."""
+    trace: Trace | None = None
+    """The request's spans (:mod:`service.tracing`) while tracing is on; ``None`` otherwise."""
 
 
 _current: ContextVar[Call | None] = ContextVar("serving_call", default=None)

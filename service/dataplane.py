@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
 from service.ops import Operations, Served
 from service.schema import ModelMetadata, TensorSpec
+
+if TYPE_CHECKING:
+    from service.tracing import Trace
 
 __all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "State", "VersionView"]
 
@@ -230,6 +233,7 @@ class DataPlane:
         model_label = request.model if request.model in self.registry.models else "__unknown__"
         version_label = ""
         call = context.current()
+        trace = call.trace if call is not None else None
         ops = self.ops if self.ops.active else None
         variant = None
         try:
@@ -244,7 +248,7 @@ class DataPlane:
             sv.acquire()
             inflight.inc()
             try:
-                arrays, outputs = await self._run(sv, request, metrics)
+                arrays, outputs = await self._run(sv, request, metrics, trace)
             finally:
                 sv.release()
                 inflight.dec()
@@ -269,17 +273,21 @@ class DataPlane:
             self._count(request.protocol, model_label, version_label, error, started)
             raise error from exc
         self._count(request.protocol, sv.name, version_label, None, started)
+        if trace is not None:
+            trace.answered()
         return InferenceResponse(sv.name, sv.version, sv.runtime_kind, answer, request_id, variant)
 
     async def _run(
-        self, sv: ServedVersion, request: InferenceRequest, metrics: Any
+        self, sv: ServedVersion, request: InferenceRequest, metrics: Any, trace: Trace | None = None
     ) -> tuple[Tensors, Tensors]:
-        """The validated inputs and every output of the model for them."""
+        """The validated inputs and every output of the model for them (the queue and compute spans
+        drawn on ``trace`` afterwards, from the batcher's timing)."""
         assert sv.metadata is not None and sv.batcher is not None
         arrays, rows = validate_inputs(sv.metadata, request.inputs, request.typed, self.limits)
         batcher = sv.batcher
         if request.ticket is not None:
             request.ticket.release(queued=True)  # its rows are about to be queued for real
+        submitted = perf_counter() if trace is not None else 0.0
         work: Awaitable[Any] = batcher.submit(arrays, rows, request.deadline)
         if request.watch is not None and batcher.busy and batcher.may_wait(WATCH_AFTER_S):
             work = request.watch(work)  # it may wait: drop it if the client leaves meanwhile
@@ -296,6 +304,8 @@ class DataPlane:
                 ) from None
         metrics.queue.labels(sv.name, str(sv.version)).observe(timing.queue_s)
         metrics.compute.labels(sv.name, str(sv.version)).observe(timing.compute_s)
+        if trace is not None:
+            trace.batched(sv.name, sv.version, rows, submitted, timing)
         return arrays, outputs
 
     def _count(

@@ -20,6 +20,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+ERROR_BUCKETS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
 class Metrics:
@@ -105,8 +106,97 @@ class Metrics:
             "serving_process_resident_memory_bytes", "Resident memory of this worker process.",
             multiprocess_mode="liveall",
         )  # fmt: skip
+        # Per GPU (NVML, service/gpu.py): series exist only where NVML finds a device.
+        gpu = ["gpu", "name"]
+        self.gpu_utilization = Gauge(
+            "serving_gpu_utilization_ratio", "Share of time a GPU was busy (NVML), 0-1.", gpu,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.gpu_memory_used = Gauge(
+            "serving_gpu_memory_used_bytes", "GPU memory in use (NVML), all processes.", gpu,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.gpu_memory_total = Gauge(
+            "serving_gpu_memory_total_bytes", "GPU memory in total (NVML).", gpu, multiprocess_mode="livemax"
+        )
+        # Payload capture and feedback (service/ops/capture.py, service/ops/feedback.py).
+        self.capture_written = Counter(
+            "serving_capture_written", "Captured answers written to the capture files.", ["model"]
+        )
+        self.capture_dropped = Counter(
+            "serving_capture_dropped", "Sampled answers not captured (writer queue full, write failed).",
+            ["model", "reason"],
+        )  # fmt: skip
+        self.feedback = Counter(
+            "serving_feedback", "Feedback rows by result (correct, wrong, measured) or why an item did not count.",
+            [*mv, "result"],
+        )  # fmt: skip
+        self.feedback_abs_error = Histogram(
+            "serving_feedback_abs_error", "Absolute error of a regressor's predictions against feedback.", mv,
+            buckets=ERROR_BUCKETS,
+        )  # fmt: skip
+        self.feedback_accuracy = Gauge(
+            "serving_feedback_accuracy", "Share of correct rows in the feedback window (classifiers).", mv,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.feedback_mae = Gauge(
+            "serving_feedback_mean_abs_error", "Mean absolute error in the feedback window (regressors).", mv,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.feedback_window_rows = Gauge(
+            "serving_feedback_window_rows", "Rows (values) the feedback window's figure is computed over.", mv,
+            multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.feedback_dropped = Counter(
+            "serving_feedback_dropped", "Predictions not remembered for feedback (queue full, write failed).",
+            ["model", "reason"],
+        )  # fmt: skip
+        # Traffic split and shadow traffic (service/ops/traffic.py, service/ops/shadow.py).
+        self.traffic = Counter(
+            "serving_traffic_requests", "Requests the traffic split routed, by variant and the version it named.",
+            ["model", "variant", "version"],
+        )  # fmt: skip
+        self.traffic_fallbacks = Counter(
+            "serving_traffic_fallbacks", "Split requests whose variant was not ready, sent to another variant.",
+            ["model", "variant"],
+        )  # fmt: skip
+        self.shadow_requests = Counter(
+            "serving_shadow_requests", "Mirrored requests run on the shadow version, by outcome.",
+            [*mv, "outcome"],
+        )  # fmt: skip
+        self.shadow_dropped = Counter(
+            "serving_shadow_dropped", "Mirrored requests dropped unrun (queue full, target busy or not ready).",
+            [*mv, "reason"],
+        )  # fmt: skip
+        self.shadow_latency = Histogram(
+            "serving_shadow_duration_seconds", "Time a mirrored request spent in the shadow version's batcher.",
+            mv, buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.shadow_agreement = Counter(
+            "serving_shadow_agreement", "Rows whose top class the shadow version and the primary agree on.",
+            ["model", "primary", "shadow", "result"],
+        )  # fmt: skip
+        self.shadow_abs_diff = Histogram(
+            "serving_shadow_abs_diff", "Mean absolute difference of shadow and primary outputs per request.",
+            ["model", "primary", "shadow"], buckets=ERROR_BUCKETS,
+        )  # fmt: skip
+        # Drift (service/ops/drift.py): per worker (pid label), a score means something beside its window.
+        self.drift_score = Gauge(
+            "serving_drift_score", "PSI of the recent rows against the training reference, per feature group.",
+            [*mv, "feature"], multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.drift_window_rows = Gauge(
+            "serving_drift_window_rows", "Rows in this worker's drift window of a version.", mv,
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.drift_dropped = Counter(
+            "serving_drift_dropped_rows", "Answered rows not binned for drift (queue full).", [*mv, "reason"]
+        )
         self.sample_process()
         threading.Thread(target=self._sample_forever, name="process-metrics", daemon=True).start()
+        from service.gpu import start_gpu_sampler
+
+        start_gpu_sampler(self)
 
     def sample_process(self) -> None:
         """Record this process's CPU time and resident memory now."""

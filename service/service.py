@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from pydantic import Field
 
+from service import tracing
 from service.bento import endpoints
 from service.bento.app import build_app
 from service.bento.drain import Drain, first_start, install_drain
@@ -69,16 +70,20 @@ class ModelServer:
         version: Annotated[int, Field(ge=1)] | None = None,
         label: str | None = None,
         outputs: list[str] | None = None,
+        *,
+        ctx: bentoml.Context,
     ) -> Prediction:
         """Predict with ``model`` (default version, ``version`` or ``label``); ``inputs``: a batch for the
         model's only input (nested lists or an array, rows first); ``outputs``: names to return."""
         dataplane = app.state.dataplane
-        return await endpoints.answered(endpoints.predict(dataplane, model, inputs, version, label, outputs))
+        return await endpoints.answered(
+            ctx, lambda: endpoints.predict(dataplane, model, inputs, version, label, outputs), traced=True
+        )
 
     @bentoml.api(route=BENTOML_API["models"])
-    async def models(self) -> ModelList:
+    async def models(self, ctx: bentoml.Context) -> ModelList:
         """Every model with its default version, labels and versions (states, signatures, metadata)."""
-        return await endpoints.answered(endpoints.list_models(app.state.dataplane))
+        return await endpoints.answered(ctx, lambda: endpoints.list_models(app.state.dataplane))
 
     def __init__(self) -> None:
         self.registry = ModelRegistry(settings)
@@ -97,6 +102,7 @@ class ModelServer:
             get_metrics().worker_ready.set(1)
 
         report_patches(get_metrics().bentoml_patch)
+        tracing.configure(settings)  # our spans, in this worker (BentoML's own tracing stays at rate 0)
         restarted = not first_start(settings.workers)
         if restarted:
             log.info("worker restarted: loading the models before listening")
@@ -112,6 +118,8 @@ class ModelServer:
             self._start.cancel()
         await stop_grpc(self._grpc)
         await self.registry.close()
+        await asyncio.to_thread(tracing.shutdown)  # export the spans still queued (2 s at most)
+        await asyncio.to_thread(app.state.dataplane.ops.close)  # capture files and feedback store
 
     def __is_ready__(self) -> bool:
         return app.state.dataplane.ready()

@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-RuntimeName = Literal["onnx", "tensorflow", "keras"]
+RuntimeName = Literal["onnx", "tensorflow", "keras", "openvino"]
+Precision = Literal["fp32", "int8", "bf16"]
 
 
 class Settings(BaseSettings):
@@ -56,12 +57,30 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1, description="Largest gRPC response message (RESOURCE_EXHAUSTED above)."
     )
     runtime: RuntimeName = Field("onnx", description="Default runtime for models without an override.")
+    precision: Precision = Field(
+        "fp32",
+        description="Default numeric precision: fp32 (model.onnx), int8 (model.int8.onnx, onnx and openvino "
+        "runtimes) or bf16 (openvino, where the CPU has bf16; else fp32 with a warning). Fixed per load.",
+    )
     onnx_providers: list[str] = Field(
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
         description="ONNX Runtime execution providers in order of preference; absent ones are skipped.",
     )
     onnx_threads: int = Field(
         1, ge=0, description="ONNX Runtime intra-op threads per session (0 = ORT default)."
+    )
+    onnx_strict_providers: bool = Field(
+        False,
+        description="A configured ONNX Runtime provider that is not available fails the version's load "
+        "(state failed, with the reason) instead of falling back with a warning.",
+    )
+    tensorrt_cache_dir: Path = Field(
+        Path("/tmp/keras-serving-trt"),
+        description="TensorRT engine cache (one folder per model, version and precision below it), so "
+        "engines are built once, not at every load.",
+    )
+    tensorrt_fp16: bool = Field(
+        False, description="TensorRT builds FP16 engines (faster on tensor cores; outputs move by ~1e-3)."
     )
     max_batch_size: int = Field(64, ge=1, description="Default largest merged batch (rows) per runtime call.")
     max_wait_ms: float = Field(
@@ -100,6 +119,104 @@ class Settings(BaseSettings):
         "X-User-Id",
         description="Request header (gRPC metadata key) whose value keeps a client on one variant of a "
         "traffic split (same value, same variant); empty = no stickiness.",
+    )
+    shadow_queue_size: int = Field(
+        64,
+        ge=1,
+        description="Mirrored (shadow) requests waiting per worker; when full, or when the shadow version "
+        "is busy with real work, a mirrored request is dropped and counted.",
+    )
+    tracing: Literal["off", "otlp", "console"] = Field(
+        "off",
+        description="OpenTelemetry spans of inference requests (ingress, queue, compute, encode): off, "
+        "otlp (OTLP/HTTP to tracing_endpoint) or console (JSON on stdout).",
+    )
+    tracing_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP traces URL (e.g. http://collector:4318/v1/traces); empty = the "
+        "exporter's default (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else http://localhost:4318/v1/traces).",
+    )
+    tracing_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of requests without a sampled traceparent that are traced (a client's "
+        "sampling decision is followed).",
+    )
+    tracing_service_name: str = Field("keras-serving", description="service.name of the spans.")
+    capture_dir: Path = Field(
+        Path("capture"),
+        description="Payload capture files (JSONL, one file set per worker process); created when a model "
+        "captures.",
+    )
+    capture_percent: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Share (percent) of answers captured for models without capture.percent in "
+        "serving.yaml; 0 = off.",
+    )
+    capture_max_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="A capture file is closed before it grows over this size."
+    )
+    capture_max_file_age_s: float = Field(
+        3600.0, gt=0, description="A capture file is closed once it is this old (a new one is started)."
+    )
+    capture_max_total_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1,
+        description="Closed capture files kept in the directory, all workers together; the oldest are "
+        "deleted first.",
+    )
+    capture_queue: int = Field(
+        1024,
+        ge=1,
+        description="Captured answers waiting for the writer thread, per worker; beyond it they are "
+        "dropped and counted.",
+    )
+    state_dir: Path = Field(
+        Path("state"),
+        description="State shared by the workers: the feedback store (feedback.sqlite3, SQLite in WAL mode).",
+    )
+    feedback_keep_s: float = Field(
+        86400.0,
+        gt=0,
+        description="How long predictions are remembered for feedback, for models without "
+        "feedback.keep_s in serving.yaml.",
+    )
+    feedback_window: int = Field(
+        1000,
+        ge=1,
+        description="The live accuracy and mean absolute error gauges cover at most this many of the "
+        "latest feedback items...",
+    )
+    feedback_window_s: float = Field(3600.0, gt=0, description="...received within this many seconds.")
+    feedback_queue: int = Field(
+        4096,
+        ge=1,
+        description="Predictions waiting to be written to the feedback store, per worker; beyond it they "
+        "are dropped and counted.",
+    )
+    drift_enabled: bool = Field(
+        True,
+        description="Drift scores for every version whose metadata.json has a reference, for models "
+        "without drift.enabled in serving.yaml.",
+    )
+    drift_window_rows: int = Field(
+        1000,
+        ge=10,
+        le=1_000_000,
+        description="Rows (the last answered) a drift score is computed over, per version and worker, for "
+        "models without drift.window_rows in serving.yaml.",
+    )
+    drift_interval_s: float = Field(
+        1.0, gt=0, description="How often the drift thread bins the queued rows and updates the scores."
+    )
+    drift_queue_rows: int = Field(
+        8192,
+        ge=1,
+        description="Answered rows waiting to be binned for drift, per worker; beyond it they are dropped "
+        "and counted.",
     )
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC servers bind to.")
     grpc_tfserving_port: int = Field(8500, ge=0, description="TF Serving gRPC port (0 disables).")

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=None, help="override every model's batch size")
     train.add_argument("--missing-only", action="store_true", help="train only models with no version yet")
     train.add_argument(
+        "--variants",
+        default="int8",
+        help="precision variants exported next to model.onnx when they pass their accuracy gate: "
+        "int8, or none (default int8)",
+    )
+    train.add_argument(
         "--cifar10-dir",
         default=os.environ.get("CIFAR10_DIR"),
         help="folder with the CIFAR-10 python batches (default: env CIFAR10_DIR; else download if online)",
@@ -64,12 +70,17 @@ def _positive(value: int | None, flag: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.pipeline import parse_models, run_training, summary_table
+    from training.pipeline import UsageError, parse_models, run_training, summary_table
     from training.train import TrainConfig
+    from training.variants import parse_variants
 
     models = parse_models(args.models)
     _positive(args.epochs, "--epochs")
     _positive(args.batch_size, "--batch-size")
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as exc:
+        raise UsageError(f"--variants: {exc}") from None
     base = TrainConfig(
         model=models[0],
         epochs=args.epochs,
@@ -80,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=True,
     )
     started = time.perf_counter()
-    rows = run_training(models, Path(args.repo), base, missing_only=args.missing_only)
+    rows = run_training(models, Path(args.repo), base, missing_only=args.missing_only, variants=variants)
     if any(not r.skipped for r in rows):
         print(summary_table(rows, time.perf_counter() - started))
     return 0

@@ -1,8 +1,8 @@
 """Export a trained model as a new version of the model repository, atomically.
 
 ``<repo>/<name>/<version>/`` receives ``saved_model/`` (``model.export``), ``model.onnx`` (tf2onnx from
-that SavedModel, then the exact rewrites of :mod:`training.onnx_graph`), ``model.keras`` and
-``metadata.json`` (validated against :class:`service.schema.ModelMetadata`). Everything is written into
+that SavedModel, then the exact rewrites of :mod:`training.onnx_graph`), ``model.keras``, the precision
+variants that pass their gate (``model.int8.onnx``, :mod:`training.variants`) and ``metadata.json`` (validated against :class:`service.schema.ModelMetadata`). Everything is written into
 ``<repo>/.staging-<uuid>/`` (a dot directory the server ignores), checked (ONNX Runtime vs the SavedModel
 signature and vs the reloaded ``.keras`` model), then renamed to the next free version number. Any failure
 removes the staging directory, so no partial version ever appears.
@@ -20,6 +20,7 @@ import platform
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -219,8 +220,12 @@ def export(
     training_seconds: float,
     extra: dict[str, Any] | None = None,
     tolerance: float = PARITY_TOLERANCE,
+    variants: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write ``model`` as the next version of ``<repo>/<name>`` and return its metadata (as written)."""
+    """Write ``model`` as the next version of ``<repo>/<name>`` and return its metadata (as written).
+
+    ``variants`` (see :func:`training.variants.build_variants`) is called with the staging directory once
+    ``model.onnx`` passed parity; it writes its files there and returns the ``variants`` block."""
     root = ensure_writable(Path(repo))
     staging = root / f".staging-{uuid.uuid4().hex}"
     try:
@@ -231,6 +236,7 @@ def export(
             convert_to_onnx(staging / "saved_model", staging / "model.onnx")
             rewrites = simplify(staging / "model.onnx")
             parity, names = _check_formats(staging, card.parity_inputs, tolerance)
+            variant_block = variants(staging) if variants is not None else {}
         metadata: dict[str, Any] = {
             "name": name,
             "version": 1,
@@ -248,6 +254,7 @@ def export(
             "parity_inputs": card.parity_note,
             "onnx_opset": ONNX_OPSET,
             "onnx_rewrites": rewrites,
+            "variants": variant_block,
             **(extra or {}),
         }
         return _publish(staging, root / name, metadata)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from training import data as datasets
 from training.cards import model_card
 from training.export import ensure_writable, existing_versions, export
+from training.reference import reference_statistics
 from training.train import MODEL_NAMES, TrainConfig, load_data, train
+from training.variants import DEFAULT_VARIANTS, build_variants
 
 
 class UsageError(ValueError):
@@ -63,8 +67,8 @@ def preflight(models: list[str], repo: Path) -> None:
         datasets.mnist_path()
 
 
-def train_and_export(config: TrainConfig, repo: Path) -> Outcome:
-    """Load data, train, export one model; CIFAR-10 without data becomes a skipped row."""
+def train_and_export(config: TrainConfig, repo: Path, variants: Sequence[str] = DEFAULT_VARIANTS) -> Outcome:
+    """Load data, train, export one model (with ``variants``); CIFAR-10 without data becomes a skipped row."""
     started = time.perf_counter()
     try:
         data = load_data(config)
@@ -73,23 +77,30 @@ def train_and_export(config: TrainConfig, repo: Path) -> Outcome:
             return Outcome(config.model, None, "", None, 0.0, skipped=str(exc))
         raise
     metrics, model = train(config, data)
+    card = model_card(config.model, data, config.seed)
     extra: dict[str, Any] = {
         "seed": config.seed,
         "epochs": config.resolved_epochs,
         "batch_size": config.resolved_batch_size,
         "activation": config.activation,
         "quick": config.quick,
+        "reference": reference_statistics(model, data.x_train, card.labels, config.seed),
     }
     metadata = export(
         model,
         repo,
         name=config.model,
-        card=model_card(config.model, data, config.seed),
+        card=card,
         metrics=metrics,
         dataset=data.describe(),
         training_seconds=metrics["train_seconds"],
         extra=extra,
+        variants=partial(build_variants, name=config.model, data=data, requested=variants, seed=config.seed),
     )
+    for precision, v in metadata["variants"].items():
+        if v["exported"]:  # the ones the gate kept out were logged as warnings already
+            print(f"{config.model}: {precision} variant exported ({v['metric']} {v['value']:.4f}, fp32 "
+                  f"{v['fp32']:.4f}; max deviation {v['max_abs_deviation']:.2g})", file=sys.stderr)  # fmt: skip
     parity = metadata["parity"]
     worst = max(parity["onnx_vs_saved_model"], parity["onnx_vs_keras"])
     return Outcome(
@@ -113,9 +124,14 @@ def summary_table(rows: list[Outcome], total: float) -> str:
 
 
 def run_training(
-    models: list[str], repo: Path, base: TrainConfig, missing_only: bool = False
+    models: list[str],
+    repo: Path,
+    base: TrainConfig,
+    missing_only: bool = False,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
 ) -> list[Outcome]:
-    """Train and export ``models`` in order (all share ``base``'s options); print progress notes to stderr."""
+    """Train and export ``models`` in order (all share ``base``'s options and ``variants``); print progress
+    notes to stderr."""
     todo = []
     for name in models:
         if missing_only and has_version(repo, name):
@@ -134,7 +150,7 @@ def run_training(
             cifar10_dir=base.cifar10_dir,
             progress=base.progress,
         )
-        row = train_and_export(config, repo)
+        row = train_and_export(config, repo, variants)
         if row.skipped:
             print(f"skipped {name}: {row.skipped}", file=sys.stderr)
         rows.append(row)

@@ -6,21 +6,24 @@ BentoML: its request parsing and validation (a 400 with pydantic's details for a
 are one line each and call :func:`predict` and :func:`list_models` here, which use the same data plane,
 limits and error classes as every other protocol: a :class:`ServingError` is answered with our own
 response (:func:`service.protocols.http.error_response`: status, ``{"error": ...}``, ``Retry-After``),
-which BentoML sends as it is, instead of its generic 500.
+which BentoML sends as it is, instead of its generic 500. These routes do not pass our Admission
+middleware, so :func:`answered` opens the call context (request id, ``X-Model-Version``) and the trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from service import context, tracing
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import InvalidInput, ServingError
 from service.protocols.http import error_response
 from service.protocols.native import describe_model
+from service.settings import get_settings
 
 PROTOCOL = "bentoml"
 """The ``protocol`` label of the data plane's metrics for these endpoints."""
@@ -51,16 +54,51 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
-async def answered(call: Awaitable[T]) -> T:
-    """The result of ``call``, or our error response for a :class:`ServingError`.
+async def answered(ctx: Any, run: Callable[[], Awaitable[T]], traced: bool = False) -> T:
+    """The result of ``run()``, or our error response for a :class:`ServingError`, inside the request's
+    call context (:mod:`service.context`: ``X-Request-Id`` and the sticky key from ``ctx.request``'s
+    headers; a malformed id is a 400) and, ``traced`` with tracing on, its ``ingress`` span.
 
-    BentoML sends a returned Starlette ``Response`` unchanged, so the client gets our status, message
-    and headers; the cast only tells the type checker what BentoML already allows.
+    ``ctx`` is the method's ``bentoml.Context``: the answer gets ``X-Request-Id`` and ``X-Model-Version``
+    (and ``X-Trace-Id``) through ``ctx.response``, whose status BentoML puts on whatever is returned, so
+    an error's status goes there too. BentoML sends a returned Starlette ``Response`` as it is otherwise;
+    the cast only tells the type checker what BentoML already allows.
     """
+    headers = ctx.request.headers
+    sticky = get_settings().sticky_header
     try:
-        return await call
+        call = context.begin(headers.get(context.REQUEST_ID_HEADER), headers.get(sticky) if sticky else None)
     except ServingError as exc:
-        return cast(T, error_response(exc))
+        return _failed(ctx, exc)
+    trace = None
+    if traced and tracing.tracer is not None:
+        trace = tracing.tracer.begin(call, PROTOCOL, tracing.carrier(headers.items()),
+                                     **{"http.request.method": "POST", "url.path": ctx.request.url.path})  # fmt: skip
+    try:
+        result = await run()
+    except ServingError as exc:
+        result = _failed(ctx, exc)
+    except BaseException:  # BentoML answers 500 (or the client went away): the span still ends
+        if trace is not None:
+            trace.responding(500)
+            trace.end()
+        raise
+    echo = ctx.response.headers
+    echo[context.REQUEST_ID_HEADER] = call.request_id
+    if call.version is not None:
+        echo[context.VERSION_HEADER] = str(call.version)
+    if call.variant is not None:
+        echo[context.VARIANT_HEADER] = call.variant
+    if trace is not None:
+        echo[tracing.TRACE_ID_HEADER] = trace.trace_id
+        trace.responding(ctx.response.status_code)
+        trace.end()
+    return result
+
+
+def _failed(ctx: Any, error: ServingError) -> Any:
+    ctx.response.status_code = error.http_status
+    return error_response(error)
 
 
 def _request(

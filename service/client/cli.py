@@ -6,6 +6,7 @@ Examples::
     serving-cli predict cnn --image digit.png
     serving-cli predict mlp --csv patient.csv
     serving-cli predict linear --json '[[5.0]]'
+    serving-cli compare cnn --window 5m      # champion/challenger report (service.client.compare)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.client import Client, ClientError
+from service.client import Client, ClientError, compare
 from service.client.inputs import csv_batch, image_batch
 
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--invert", action=argparse.BooleanOptionalAction, default=None, help="invert image colours"
     )
+    compare.add_parser(sub)
     return p
 
 
@@ -53,6 +55,8 @@ def _inputs(args: argparse.Namespace, client: Client) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "compare":
+        return compare.run(args)
     client = Client(args.url)
     try:
         if args.command == "models":

@@ -23,6 +23,7 @@ from service.metrics import get_metrics
 from service.models.config import ModelSettings
 from service.runtimes.base import PLATFORMS, ArtifactError, Runtime
 from service.runtimes.factory import create_runtime
+from service.runtimes.providers import ProviderOptions
 from service.schema import ModelMetadata
 
 log = logging.getLogger("service.models")
@@ -150,6 +151,13 @@ class ServedVersion:
             metadata,
             providers=config.onnx_providers,
             threads=config.onnx_threads,
+            provider_options=ProviderOptions(
+                strict=config.onnx_strict_providers,
+                tensorrt_cache_dir=config.tensorrt_cache_dir,
+                tensorrt_fp16=config.tensorrt_fp16,
+            ),
+            max_batch_size=config.max_batch_size,
+            precision=config.precision,
         )
         runtime.load()
         batch = warmup_batch(metadata)

@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from service.ops.capture import Capture
+from service.ops.drift import Drift
+from service.ops.feedback import Feedback
+from service.ops.shadow import Shadow
+from service.ops.traffic import TrafficSplit
+
 if TYPE_CHECKING:
     from service.dataplane import InferenceRequest
     from service.models.config import RepositoryConfig
@@ -49,7 +55,8 @@ class Served:
 
 
 class Feature(Protocol):
-    """One model-operations feature (shadow, capture, feedback, drift)."""
+    """One model-operations feature (shadow, capture, feedback, drift); one that holds files or threads
+    also has a ``close()`` method, which :meth:`Operations.close` calls at shutdown."""
 
     def configure(self, config: RepositoryConfig) -> bool:
         """Take the current ``serving.yaml`` (and settings); return whether it observes anything now."""
@@ -74,9 +81,11 @@ class Operations:
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
-        self.splitter: Router | None = None
-        """The traffic split feature (registered below), routing only while :meth:`configure` says so."""
-        self.features: list[Feature] = []
+        self.splitter: Router | None = TrafficSplit(registry)
+        """The traffic split (:mod:`service.ops.traffic`), routing only while :meth:`configure` says so."""
+        self.feedback = Feedback(registry)
+        """Predictions remembered for ``POST /v1/feedback`` (:mod:`service.ops.feedback`), which calls it."""
+        self.features: list[Feature] = [Shadow(registry), Capture(registry), self.feedback, Drift(registry)]
         # features register here, e.g. self.features.append(Capture(registry.settings))
         self.router: Router | None = None
         self.observers: list[Feature] = []
@@ -87,6 +96,16 @@ class Operations:
         config = self.registry.config
         self.router = self.splitter if self.splitter is not None and self.splitter.configure(config) else None
         self.observers = [f for f in self.features if f.configure(config)]
+
+    def close(self) -> None:
+        """At shutdown: every feature with a ``close()`` method writes what it holds and closes its files."""
+        for feature in self.features:
+            close = getattr(feature, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("%s failed to close", type(feature).__name__)
 
     @property
     def active(self) -> bool:

@@ -2,7 +2,7 @@
 
 Two scopes, independent of each other (a token may carry both):
 
-* ``inference``: every route of the protocols (``/v1/...``, ``/v2...``: predict/infer, model lists,
+* ``inference``: every route of the protocols (``/v1/...``, ``/v2...``: predict/infer, feedback, model lists,
   metadata, status, model readiness, the OpenAPI document), the service's typed BentoML endpoints
   (``POST /predict``, ``POST /models``) and every gRPC method except the two health calls (``ServerLive``,
   ``ServerReady``).

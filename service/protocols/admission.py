@@ -7,7 +7,9 @@ carries ``Connection: close``, so keep-alive clients move to another server inst
 connection closed under a request.
 
 It also opens the request's :class:`~service.context.Call` (its ``X-Request-Id``, or a new one, and the
-sticky routing key) and puts ``X-Request-Id`` and ``X-Model-Version`` on every answer, errors included.
+sticky routing key) and puts ``X-Request-Id`` and ``X-Model-Version`` (and ``X-Model-Variant`` when a
+traffic split chose the version) on every answer, errors included. With tracing on
+(:mod:`service.tracing`) each inference request gets its ``ingress`` span here and ``X-Trace-Id`` back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from service import context
+from service import context, tracing
 from service.errors import ServingError
 from service.protocols.http import error_response
 
@@ -53,15 +55,28 @@ class Admission:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        trace = None if tracing.tracer is None else self._trace(tracing.tracer, call, scope)
         try:
             dataplane.enter(self.protocol_of(scope["path"]))
         except ServingError as exc:
             await error_response(exc)(scope, receive, send)
+            if trace is not None:
+                trace.end()
             return
         try:
             await self.app(scope, receive, send)
         finally:
             dataplane.leave()
+            if trace is not None:
+                trace.end()
+
+    def _trace(self, tracer: tracing.Tracer, call: context.Call, scope: Scope) -> tracing.Trace:
+        """The ``ingress`` span of an inference request (tracing on), the client's ``traceparent`` its parent."""
+        path = scope["path"]
+        carrier = tracing.carrier(scope["headers"])
+        return tracer.begin(
+            call, self.protocol_of(path), carrier, **{"http.request.method": "POST", "url.path": path}
+        )
 
     def _ids(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
         """The request's ``X-Request-Id`` and sticky routing key header values (``None`` when absent)."""
@@ -76,16 +91,24 @@ class Admission:
 
 REQUEST_ID = context.REQUEST_ID_HEADER.encode()
 VERSION = context.VERSION_HEADER.encode()
+VARIANT = context.VARIANT_HEADER.encode()
+TRACE_ID = tracing.TRACE_ID_HEADER.encode()
 
 
 def _echoing(send: Send, call: context.Call, closing: bool) -> Send:
-    """``send`` adding the call's request id, the version that answered and, while draining, ``Connection: close``."""
+    """``send`` adding the call's request id, the version that answered (and the traffic variant, when a
+    split chose it) and, while draining, ``Connection: close``."""
 
     async def echoing_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             extra = [(REQUEST_ID, call.request_id.encode())]
             if call.version is not None:
                 extra.append((VERSION, str(call.version).encode()))
+            if call.variant is not None:
+                extra.append((VARIANT, call.variant.encode()))
+            if call.trace is not None:
+                call.trace.responding(message["status"])
+                extra.append((TRACE_ID, call.trace.trace_id.encode()))
             if closing:
                 extra.append(CLOSE)
             message["headers"] = [*message.get("headers", ()), *extra]

@@ -1,6 +1,7 @@
 """What the gRPC adapters share: how a :class:`ServingError` becomes a gRPC status (:func:`abort`, the one
 place, used by every method), the call's deadline as the data plane takes it, and the call context
-(``x-request-id`` in, ``x-request-id`` and ``x-model-version`` out as trailing metadata, errors included)."""
+(``x-request-id`` in, ``x-request-id`` and ``x-model-version`` out as trailing metadata, errors included);
+with tracing on, the inference methods' ``ingress`` span (``traceparent`` in, ``x-trace-id`` out)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from service import context
-from service.errors import InternalError, ServingError
+from service import context, tracing
+from service.errors import ClientGone, InternalError, ServingError
 from service.protocols.common import deadline_after
 from service.settings import get_settings
 
@@ -48,7 +49,8 @@ def _echo(call: context.Call | None) -> tuple[tuple[str, str], ...]:
         return ()
     if call.version is None:
         return ((context.REQUEST_ID_HEADER, call.request_id),)
-    return ((context.REQUEST_ID_HEADER, call.request_id), (context.VERSION_HEADER, str(call.version)))
+    echo = ((context.REQUEST_ID_HEADER, call.request_id), (context.VERSION_HEADER, str(call.version)))
+    return echo if call.variant is None else (*echo, (context.VARIANT_HEADER, call.variant))
 
 
 def _sticky_key() -> str:
@@ -61,23 +63,55 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     return deadline_after(None if remaining is None else max(remaining, 0.0))
 
 
+TRACED = {"Predict": "tfserving_grpc", "ModelInfer": "v2_grpc"}
+"""The inference methods, traced when tracing is on (:mod:`service.tracing`), and their protocols
+(each adapter's ``PROTOCOL``, which imports this module)."""
+
+
+def _trace(
+    tracer: tracing.Tracer, call: context.Call, grpc_context: grpc.aio.ServicerContext, name: str
+) -> tracing.Trace:
+    """The ``ingress`` span of an inference call, the client's ``traceparent`` metadata its parent."""
+    carrier = tracing.carrier(grpc_context.invocation_metadata() or ())
+    return tracer.begin(call, TRACED[name], carrier, **{"rpc.system": "grpc", "rpc.method": name})
+
+
+def _traced(trace: tracing.Trace, error: ServingError | None) -> tuple[tuple[str, str], ...]:
+    """End ``trace`` with the call's status; the trailing metadata entry naming its trace id."""
+    if error is None:
+        trace.responding(200, grpc.StatusCode.OK.value[0])
+    else:
+        trace.responding(error.http_status, getattr(grpc.StatusCode, error.grpc_code).value[0])
+    trace.end()
+    return ((tracing.TRACE_ID_HEADER, trace.trace_id),)
+
+
 def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     """Map :class:`ServingError` to its gRPC status; anything else to INTERNAL without internals."""
+    traced = method.__name__ in TRACED
 
     @wraps(method)
     async def wrapper(self: Any, request: Any, grpc_context: grpc.aio.ServicerContext) -> R:
-        call = None
+        call = trace = None
         try:
             call = open_call(grpc_context)
+            if traced and tracing.tracer is not None:
+                trace = _trace(tracing.tracer, call, grpc_context, method.__name__)
             response = await method(self, request, grpc_context)
-            grpc_context.set_trailing_metadata(_echo(call))
+            echo = _echo(call) if trace is None else (*_echo(call), *_traced(trace, None))
+            grpc_context.set_trailing_metadata(echo)
             return response
         except ServingError as exc:
             error = exc
         except Exception:
             log.exception("unhandled error in %s", method.__name__)
             error = InternalError()
-        await abort(grpc_context, error, _echo(call))
+        except BaseException:  # cancelled: the client went away
+            if trace is not None:
+                _traced(trace, ClientGone("cancelled"))
+            raise
+        echo = _echo(call) if trace is None else (*_echo(call), *_traced(trace, error))
+        await abort(grpc_context, error, echo)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper

@@ -9,6 +9,7 @@ from service.limits import DEFAULT_LIMITS, Limits
 from service.protocols.docs import ASSETS as DOCS_ASSETS
 from service.protocols.openapi_schemas import (
     Catalog,
+    feedback_request,
     native_request,
     path_schema,
     tensor_schema,
@@ -66,6 +67,23 @@ def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> 
             },
             "/v1/models": {
                 "get": {"summary": "Models, versions, states and signatures", "responses": plain_ok}
+            },
+            "/v1/feedback": {
+                "post": {
+                    "summary": "True labels or values for answered request ids: live accuracy or error.",
+                    "requestBody": _body(feedback_request(catalog, limits)),
+                    "responses": {
+                        "200": {
+                            "description": "One result per item (matched, unknown, wrong_model, duplicate, "
+                            "bad_label) and the window figures per version",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error("Malformed body, or the model takes no feedback (serving.yaml)"),
+                        "404": _error("Unknown model"),
+                        "413": _error("Body or items over the limits"),
+                        "503": _error("Still loading the models"),
+                    },
+                }
             },
             "/v1/openapi.json": {
                 "get": {"summary": "This document (/docs.json adds BentoML's routes)", "responses": plain_ok}

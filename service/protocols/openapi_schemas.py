@@ -190,3 +190,45 @@ def v2_request(catalog: Catalog, limits: Limits) -> dict[str, Any]:
             "inputs": [{"name": model.input_name, "shape": shape, "datatype": "FP32", "data": data}]
         }
     return schema
+
+
+def feedback_request(catalog: Catalog, limits: Limits) -> dict[str, Any]:
+    """``POST /v1/feedback``: a model and its true labels (classifiers) or values (regressors) by request id."""
+    label = {
+        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "maxLength": limits.max_name_length}]
+    }
+    # a regressor's true values: one number, or one per row (a number or a row of the model's outputs)
+    number = {"type": "number"}
+    row = {"anyOf": [number, {"type": "array", "minItems": 1, "items": number}]}
+    item = {
+        "type": "object",
+        "description": "Exactly one of 'label' (class index or name; a list, one per row) or 'value' "
+        "(number(s), one per row).",
+        "required": ["request_id"],
+        "oneOf": [{"required": ["label"]}, {"required": ["value"]}],
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[!-~]+$"},
+            "label": {
+                "anyOf": [
+                    label,
+                    {"type": "array", "minItems": 1, "maxItems": limits.max_rows, "items": label},
+                ]
+            },
+            "value": {
+                "anyOf": [number, {"type": "array", "minItems": 1, "maxItems": limits.max_rows, "items": row}]
+            },
+        },
+    }
+    schema: dict[str, Any] = {
+        "type": "object",
+        "required": ["model", "feedback"],
+        "additionalProperties": False,
+        "properties": {
+            "model": path_schema("model", catalog, limits),
+            "feedback": {"type": "array", "minItems": 1, "maxItems": limits.max_rows, "items": item},
+        },
+    }
+    if catalog:
+        schema["example"] = {"model": catalog[0].name, "feedback": [{"request_id": "req-1", "label": 0}]}
+    return schema

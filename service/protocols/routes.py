@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.errors import NotFound
-from service.protocols import docs, native, ui
+from service.protocols import docs, feedback, native, ui
 from service.protocols.docs import merge_documents
 from service.protocols.http import dataplane_of, error_response, guarded, json_response
 from service.protocols.openapi import openapi_document
@@ -48,7 +48,7 @@ async def not_found(request: Request) -> Response:
 
 
 API_ROUTES: dict[str, list[Route]] = {
-    "native": [*native.routes, Route("/v1/openapi.json", openapi, methods=["GET"])],
+    "native": [*native.routes, *feedback.routes, Route("/v1/openapi.json", openapi, methods=["GET"])],
     "tfserving": tfserving_rest.routes,
     "v2": v2_rest.routes,
     "ui": ui.routes,

@@ -16,7 +16,12 @@ import numpy as np
 from service.schema import ModelMetadata
 
 Batch = dict[str, np.ndarray]
-PLATFORMS = {"onnx": "onnx_onnxv1", "tensorflow": "tensorflow_savedmodel", "keras": "keras_jax"}
+PLATFORMS = {
+    "onnx": "onnx_onnxv1",
+    "tensorflow": "tensorflow_savedmodel",
+    "keras": "keras_jax",
+    "openvino": "openvino_onnx",
+}
 """Runtime name -> the platform name V2 metadata reports (also for a version whose runtime is not built)."""
 
 
@@ -29,6 +34,8 @@ class Runtime(ABC):
 
     name: str = "base"
     platform: str = "unknown"
+    precision: str = "fp32"
+    """The numeric precision really in use (fp32, int8, bf16); fixed once loaded."""
 
     def __init__(self, directory: Path, metadata: ModelMetadata) -> None:
         self.directory = directory
@@ -64,3 +71,29 @@ class Runtime(ABC):
                 digest = hashlib.sha256(file.read_bytes()).hexdigest()
                 if digest != recorded[path]:
                     raise ArtifactError(f"artifact corrupt: {path} does not match its recorded sha256")
+
+
+def variant_file(metadata: ModelMetadata, precision: str) -> str:
+    """The ONNX file that serves ``precision``: ``model.onnx`` for fp32, else the exported variant's file.
+
+    Raises :class:`ArtifactError` saying how to export a variant that ``metadata.json`` does not record, or
+    why the exporter left it out (its accuracy gate)."""
+    if precision == "fp32":
+        return "model.onnx"
+    where = f"model {metadata.name} version {metadata.version} has no {precision} variant"
+    variant = metadata.variants.get(precision)
+    if variant is None:
+        raise ArtifactError(
+            f"{where} (metadata.json records none): export one with `python -m training train --models "
+            f"{metadata.name} --variants {precision}`, or serve it with precision fp32"
+        )
+    if not variant.exported or not variant.file:
+        raise ArtifactError(
+            f"{where}: the exporter left it out ({variant.reason}); serve it with precision fp32"
+        )
+    return variant.file
+
+
+def with_precision(provider: str, precision: str) -> str:
+    """The provider text of a runtime: the device or provider, then the precision unless it is fp32."""
+    return provider if precision == "fp32" else f"{provider} {precision}"

@@ -1,4 +1,8 @@
-"""ONNX Runtime: the default runtime (CPU, CUDA or TensorRT execution providers)."""
+"""ONNX Runtime: the default runtime (CPU, CUDA or TensorRT execution providers).
+
+Which providers a session asks for, TensorRT's options and the fallback or strict failure for a missing
+one are :mod:`service.runtimes.providers`; :attr:`OnnxRuntime.provider` is the one the session really runs.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,22 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime
+from service.runtimes.base import PLATFORMS, ArtifactError, Batch, Runtime, variant_file, with_precision
+from service.runtimes.providers import (
+    TENSORRT,
+    ProviderOptions,
+    ProviderSpec,
+    check_in_use,
+    choose,
+    engine_cache,
+    provider_name,
+)
 from service.schema import ModelMetadata
+
+BF16_REFUSED = (
+    "runtime onnx has no bf16 precision (ONNX Runtime runs model.onnx in fp32 or model.int8.onnx in int8): "
+    "serve bf16 with runtime openvino, or choose precision fp32 or int8"
+)
 
 
 class OnnxRuntime(Runtime):
@@ -17,17 +35,30 @@ class OnnxRuntime(Runtime):
     name = "onnx"
     platform = PLATFORMS["onnx"]
 
-    def __init__(self, directory: Path, metadata: ModelMetadata, providers: list[str], threads: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        metadata: ModelMetadata,
+        providers: list[str],
+        threads: int,
+        options: ProviderOptions | None = None,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(directory, metadata)
+        self.precision = precision
         self.wanted_providers = providers
         self.threads = threads
+        self.options = options or ProviderOptions()
+        self._where = f" (model {metadata.name} version {metadata.version})"
         self._session: ort.InferenceSession | None = None
         self._output_names = [o.name for o in metadata.outputs]
 
     def load(self) -> None:
-        self.verify("model.onnx")
-        available = set(ort.get_available_providers())
-        providers = [p for p in self.wanted_providers if p in available] or ["CPUExecutionProvider"]
+        if self.precision == "bf16":
+            raise ArtifactError(BF16_REFUSED)
+        model_file = variant_file(self.metadata, self.precision)  # model.onnx, or model.int8.onnx for int8
+        self.verify(model_file)
+        providers = self._providers()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -35,16 +66,35 @@ class OnnxRuntime(Runtime):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = ort.InferenceSession(
-                str(self.directory / "model.onnx"), sess_options=options, providers=providers
+                str(self.directory / model_file), sess_options=options, providers=providers
             )
         except Exception as exc:  # ORT raises its own exception types for corrupt graphs
-            raise ArtifactError(f"model.onnx cannot be loaded: {exc}") from exc
+            raise ArtifactError(f"{model_file} cannot be loaded: {exc}") from exc
+        check_in_use(providers, self._session.get_providers(), self.options, self._where)
         graph_inputs = {i.name for i in self._session.get_inputs()}
         missing = [i.name for i in self.metadata.inputs if i.name not in graph_inputs]
         if missing:
             raise ArtifactError(
                 f"model.onnx has no input named {missing}; graph inputs are {sorted(graph_inputs)}"
             )
+
+    def _providers(self) -> list[ProviderSpec]:
+        """The configured providers this build has (CPU last), TensorRT with its options and cache folder."""
+        cache = engine_cache(self.options, self.metadata.name, self.metadata.version)
+        providers = choose(
+            self.wanted_providers,
+            ort.get_available_providers(),
+            ort.get_all_providers(),
+            self.options,
+            cache,
+            self._where,
+        )
+        if cache is not None and TENSORRT in map(provider_name, providers):
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArtifactError(f"TensorRT engine cache {cache} cannot be created: {exc}") from exc
+        return providers
 
     def predict(self, inputs: Batch) -> Batch:
         if self._session is None:
@@ -59,4 +109,4 @@ class OnnxRuntime(Runtime):
     def provider(self) -> str:
         if self._session is None:
             return "none"
-        return self._session.get_providers()[0]
+        return with_precision(self._session.get_providers()[0], self.precision)

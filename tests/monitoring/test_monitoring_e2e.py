@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.gpu import visible_gpus
 from tests.monitoring.prom import (
     DASHBOARDS,
     JOB,
@@ -37,6 +39,7 @@ from tests.monitoring.prom import (
 )
 from tests.server import Server
 from tests.service.modelfactory import write_scale_version
+from tests.service.ops.test_drift import attach_reference
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +47,7 @@ N = 200  # measured requests to model m ...
 K = 40  # ... of which this many have the wrong shape (400)
 VALID = [[1.0, 2.0, 3.0, 4.0]]
 WRONG_SHAPE = [[1.0, 2.0, 3.0]]
-SERVED = {"m", "other", "loose", "tiny"}
+SERVED = {"m", "other", "loose", "tiny", "ab"}
 
 
 @dataclass
@@ -77,8 +80,13 @@ class Stack:
 
 
 def write_repo(repo: Path) -> None:
-    write_scale_version(repo, "m", 1, 1.0)
+    # m has a drift reference, so the Drift row's series exist
+    rows = np.random.default_rng(0).uniform(0, 5, (500, 4)).astype(np.float32)
+    attach_reference(write_scale_version(repo, "m", 1, 1.0), rows, rows)
     write_scale_version(repo, "other", 1, 2.0)
+    write_scale_version(repo, "other", 2, 2.0)  # a regressor shadowed by version 1 (mean |difference|)
+    for version in (1, 2):  # a classifier split 50/50, version 2 shadowing version 1 (agreement)
+        write_scale_version(repo, "ab", version, 1.0, labels=["a", "b", "c", "d"])
     write_scale_version(repo, "loose", 1, 1.0, declared_width=-1)  # wrong widths reach the runtime: 500
     write_scale_version(repo, "tiny", 1, 1.0)
     corrupt = write_scale_version(repo, "corrupt", 1, 1.0)
@@ -86,7 +94,8 @@ def write_repo(repo: Path) -> None:
     (repo / "serving.yaml").write_text(
         "models:\n"
         "  m: {max_wait_ms: 20, max_batch_size: 32}\n"
-        "  other: {max_wait_ms: 5}\n"
+        "  other: {max_wait_ms: 5, policy: all, shadow: {target: 1, percent: 100}}\n"
+        "  ab: {policy: all, traffic: {1: 50, 2: 50}, shadow: {target: 2, percent: 100}}\n"
         "  tiny: {max_wait_ms: 50, max_queue_rows: 1}\n"  # a second queued request is rejected (503)
     )
 
@@ -118,6 +127,8 @@ def send_measured_traffic(stack: Stack) -> None:
     assert codes == [200, 500] * 10
     for _ in range(5):
         stack.post("corrupt", VALID)
+    # One at a time, so the shadow versions are idle and every mirrored request runs (Canary and shadow row).
+    assert [stack.post(model, VALID) for model in ["ab", "other"] * 10] == [200] * 20
     overload(stack)
 
 
@@ -135,8 +146,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
             # Warm-up: every (model, code) series that the measured traffic grows exists before ts0, so
             # increase() and rate() see all of the measured traffic (a counter's first sample is its base).
-            for model, inputs in [("m", VALID), ("m", VALID), ("m", WRONG_SHAPE), ("other", VALID),
-                                  ("loose", VALID), ("loose", [[1.0] * 5]), ("corrupt", VALID)]:  # fmt: skip
+            for model, inputs in [("m", VALID), ("m", VALID), ("m", WRONG_SHAPE), ("other", VALID), ("ab", VALID),
+                                  ("ab", VALID), ("loose", VALID), ("loose", [[1.0] * 5]), ("corrupt", VALID)]:  # fmt: skip
                 st.post(model, inputs)
             overload(st)
             warm = Counter(st.sent)
@@ -235,6 +246,7 @@ EXPECTED_ALERTING = {
     "ServingModelVersionFailed": {"corrupt"},
     "ServingModelNotReady": {"corrupt"},
     "ServingRejectingRequests": {"tiny"},
+    "ShadowDisagreement": set(),  # ab's versions agree; the firing case is in the promtool tests
 }
 
 
@@ -268,8 +280,16 @@ def test_prometheus_loaded_the_rules_and_evaluates_them(stack: Stack) -> None:
 
 
 # ----- dashboards -----------------------------------------------------------------------------------------------
+HAS_GPU = bool(visible_gpus())  # the GPU row's series exist only where NVML finds a GPU (service/gpu.py)
+
+
+def needs_gpu(name_or_expr: str) -> bool:
+    return any(n.startswith("serving_gpu_") for n in metric_names(name_or_expr))
+
+
 def panel_params() -> list[Any]:
-    return [pytest.param(query, id=query.id) for query in all_panel_queries()]
+    queries = [q for q in all_panel_queries() if HAS_GPU or not needs_gpu(q.expr)]
+    return [pytest.param(query, id=query.id) for query in queries]
 
 
 VARIABLES = {path.stem: template_names(load_dashboard(path)) for path in DASHBOARDS}
@@ -293,7 +313,7 @@ def exposed_names(text: str) -> tuple[set[str], set[str]]:
 def used_metric_names() -> list[str]:
     names = {n for q in all_panel_queries() for n in metric_names(q.expr)}
     names |= {n for r in alert_rules() for n in metric_names(r["expr"])}
-    return sorted(names - SYNTHETIC_METRICS)
+    return sorted(n for n in names - SYNTHETIC_METRICS if HAS_GPU or not needs_gpu(n))
 
 
 @pytest.mark.parametrize("name", used_metric_names())
@@ -309,6 +329,22 @@ def test_every_serving_metric_is_on_a_dashboard(stack: Stack) -> None:
     used = used_metric_names()
     missing = [f for f in sorted(ours) if not any(n == f or n.startswith(f + "_") for n in used)]
     assert not missing, f"serving metrics on no dashboard panel: {missing}"
+
+
+def test_gpu_panels_run_and_have_data_only_with_a_gpu(stack: Stack) -> None:
+    """Without a GPU the GPU row's queries are valid PromQL that find nothing, and no GPU series is exported."""
+    queries = [q for q in all_panel_queries() if needs_gpu(q.expr)]
+    names = {n for q in queries for n in metric_names(q.expr)}
+    assert names == {
+        "serving_gpu_utilization_ratio",
+        "serving_gpu_memory_used_bytes",
+        "serving_gpu_memory_total_bytes",
+    }
+    _, families = exposed_names(stack.metrics_text)
+    assert {f for f in families if f.startswith("serving_gpu_")} == (names if HAS_GPU else set())
+    for query in queries:
+        result = stack.prom.query(substitute(query.expr, VARIABLES[query.dashboard]), stack.ts1)
+        assert bool(result) == HAS_GPU, (query.id, result)
 
 
 def test_used_metric_names_found_in_queries() -> None:

@@ -28,6 +28,8 @@ ALERT_NAMES = {
     "ServingModelVersionFailed",
     "ServingModelNotReady",
     "ServingRejectingRequests",
+    "ShadowDisagreement",
+    "ModelInputDrift",
 }
 
 
@@ -43,7 +45,7 @@ def test_check_config_passes(config: Path) -> None:
     out = promtool("check", "config", config)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 1 rule files found" in out.stdout
-    assert "SUCCESS: 6 rules found" in out.stdout
+    assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in out.stdout
 
 
 def test_compose_config_differs_only_in_the_target() -> None:
@@ -78,7 +80,7 @@ def test_derived_test_config_passes_check(tmp_path: Path) -> None:
 def test_check_rules_passes() -> None:
     out = promtool("check", "rules", ALERTS)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 6 rules found" in out.stdout
+    assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in out.stdout
     assert {rule["alert"] for rule in alert_rules()} == ALERT_NAMES
 
 
@@ -137,6 +139,15 @@ MUTATIONS = [
     ("not-ready counts unloaded models", "unless on (model)\n", "and on (model)\n"),
     ("rejections miss", "(rate(serving_rejected_total[5m])) > 0", "(rate(serving_rejected_total[5m])) > 1"),
     ("rejections noisy", "(rate(serving_rejected_total[5m])) > 0", "(rate(serving_rejected_total[30m])) > 0"),
+    ("disagreement miss", ") < 0.95\n", ") < 0.75\n"),
+    ("disagreement noisy", ") < 0.95\n", ") < 0.995\n"),
+    ("disagreement few samples", "[15m])) >= 100", "[15m])) >= 50"),
+    ("disagreement short for", "[15m])) >= 100\n        for: 5m", "[15m])) >= 100\n        for: 3m"),
+    ("drift miss", "serving_drift_score > 0.25", "serving_drift_score > 0.75"),
+    ("drift noisy", "serving_drift_score > 0.25", "serving_drift_score > 0.15"),
+    ("drift small windows", "serving_drift_window_rows >= 500", "serving_drift_window_rows >= 100"),
+    ("drift pairs across workers", "and ignoring (feature)", "and on (model, version)"),
+    ("drift no for", "for: 15m", "for: 0m"),
 ]  # fmt: skip
 
 

@@ -1,0 +1,223 @@
+"""Drift detection: is the traffic still like the training data?
+
+On for every served version whose ``metadata.json`` has a ``reference`` (recorded at export by
+:mod:`training.reference`) unless ``serving.yaml`` turns it off for the model (``drift: {enabled:
+false}``) or ``SERVING_DRIFT_ENABLED=false`` does for all models without an entry.
+
+Per version and worker, a **window** holds the reference groups' bin counts of the last ``window_rows``
+answered rows (``drift.window_rows``, default ``SERVING_DRIFT_WINDOW_ROWS``): a ring buffer of per-row
+counts and their running totals, so a row leaves the window exactly when it is ``window_rows`` rows old.
+A window changes only with traffic; with none, the scores stay those of the last rows served.
+
+Cost on the request path: :meth:`Drift.observe` is a dict look-up and a deque append of the arrays by
+reference (nothing is copied or binned there). A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes
+what is queued, bins the newest ``window_rows`` rows of each version in one batch
+(:mod:`service.ops.drift_stats`) and sets the gauges. At most ``SERVING_DRIFT_QUEUE_ROWS`` rows wait;
+rows beyond are dropped and counted (``serving_drift_dropped_rows_total{reason="queue_full"}``).
+
+Score: the PSI of each group against its reference proportions (:func:`~service.ops.drift_stats.psi`;
+< 0.1 stable, 0.1-0.25 moderate, > 0.25 drift) as ``serving_drift_score{model, version, feature}``, the
+rows behind it as ``serving_drift_window_rows{model, version}``. Each worker has its own window, so both
+gauges are per worker (``multiprocess_mode="liveall"``: a ``pid`` label, dead workers' series dropped):
+a score means something only beside its own window's size, and the alert pairs them per worker before
+taking the maximum. A version that stops being served gets window rows 0 (its last score stays but no
+longer alerts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from service.metrics import get_metrics
+from service.ops.drift_stats import group_histograms, psi
+
+if TYPE_CHECKING:
+    from service.models.config import RepositoryConfig
+    from service.models.registry import ModelRegistry
+    from service.ops import Served
+    from service.schema import ModelMetadata, Reference
+
+log = logging.getLogger("service.ops.drift")
+Key = tuple[str, int]
+
+
+def reference_problem(metadata: ModelMetadata) -> str | None:
+    """Why ``metadata.reference`` cannot be applied to the model's signature (``None``: it can)."""
+    reference = metadata.reference
+    assert reference is not None
+    if len(metadata.inputs) != 1 or len(metadata.outputs) != 1:
+        return "a reference needs a model with one input and one output"
+    width = math.prod(metadata.inputs[0].shape[1:])
+    outputs = math.prod(metadata.outputs[0].shape[1:])
+    for group in reference.groups:
+        if (
+            group.statistic == "input_feature"
+            and width > 0
+            and group.index is not None
+            and group.index >= width
+        ):
+            return f"group {group.name!r}: index {group.index} beyond the {width} values of an input row"
+        classes = 2 if outputs == 1 else outputs
+        if group.statistic == "predicted_class" and outputs > 0 and len(group.proportions) != classes:
+            return f"group {group.name!r}: {len(group.proportions)} classes, the output gives {classes}"
+    return None
+
+
+class Window:
+    """The bin counts of one version's last ``capacity`` rows, one ring buffer per reference group."""
+
+    def __init__(self, model: str, version: int, metadata: ModelMetadata, capacity: int) -> None:
+        reference: Reference | None = metadata.reference
+        assert reference is not None
+        self.model, self.version, self.capacity = model, version, capacity
+        self.input, self.output = metadata.inputs[0].name, metadata.outputs[0].name
+        self.groups = reference.groups
+        self.expected = [np.asarray(g.proportions, np.float64) for g in self.groups]
+        self.ring = [np.zeros((capacity, len(g.proportions)), np.int32) for g in self.groups]
+        self.totals = [np.zeros(len(g.proportions), np.int64) for g in self.groups]
+        self.head = 0
+        self.rows = 0
+        self.retired = False
+        metrics = get_metrics()
+        label = str(version)
+        self.dropped = metrics.drift_dropped.labels(model, label, "queue_full")
+        self.rows_gauge = metrics.drift_window_rows.labels(model, label)
+        self.rows_gauge.set(0)
+        self.score_gauges = [metrics.drift_score.labels(model, label, g.name) for g in self.groups]
+
+    def add(self, inputs: np.ndarray, outputs: np.ndarray) -> None:
+        """Bin a batch of rows into the window; the oldest rows leave it."""
+        if len(inputs) > self.capacity:
+            inputs, outputs = inputs[-self.capacity :], outputs[-self.capacity :]
+        n = len(inputs)
+        slots = (self.head + np.arange(n)) % self.capacity
+        for group, ring, totals in zip(self.groups, self.ring, self.totals, strict=True):
+            counts = group_histograms(group, inputs, outputs)
+            totals -= ring[slots].sum(axis=0)
+            ring[slots] = counts
+            totals += counts.sum(axis=0)
+        self.head = (self.head + n) % self.capacity
+        self.rows = min(self.capacity, self.rows + n)
+
+    def scores(self) -> dict[str, float]:
+        """PSI per group over the rows now in the window (NaN while it is empty)."""
+        return {g.name: psi(e, t) for g, e, t in zip(self.groups, self.expected, self.totals, strict=True)}
+
+    def publish(self) -> None:
+        if self.retired:  # rows queued before it left the feature
+            return
+        for gauge, score in zip(self.score_gauges, self.scores().values(), strict=True):
+            if not math.isnan(score):
+                gauge.set(score)
+        self.rows_gauge.set(self.rows)
+
+    def retire(self) -> None:
+        """The version left the drift feature: its window no longer counts (rows 0)."""
+        self.retired = True
+        self.rows_gauge.set(0)
+
+
+class Drift:
+    """The drift feature of one worker: windows per version, a bounded queue, a binning thread."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self.settings = registry.settings
+        self.windows: dict[Key, Window] = {}
+        """The versions drift is on for now; replaced whole by :meth:`configure`."""
+        self.pending: deque[tuple[Window, np.ndarray, np.ndarray]] = deque()
+        self.queued_rows = 0
+        """Rows ever queued (written on the event loop only)."""
+        self.binned_rows = 0
+        """Rows ever taken off the queue (written by the binning thread only)."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refused: set[Key] = set()
+
+    def configure(self, config: RepositoryConfig) -> bool:
+        from service.models.version import State
+
+        windows: dict[Key, Window] = {}
+        for name, versions in self.registry.models.items():
+            effective = config.policy(name).effective(self.settings)
+            if not effective.drift:
+                continue
+            for version, sv in versions.items():
+                metadata = sv.metadata
+                if sv.state is not State.READY or metadata is None or metadata.reference is None:
+                    continue
+                key = (name, version)
+                current = self.windows.get(key)
+                if current is not None and current.capacity == effective.drift_window_rows:
+                    windows[key] = current
+                elif (problem := reference_problem(metadata)) is not None:
+                    if key not in self._refused:
+                        self._refused.add(key)
+                        log.warning("drift is off for %s version %s: %s", name, version, problem)
+                else:
+                    windows[key] = Window(name, version, metadata, effective.drift_window_rows)
+        for key, window in self.windows.items():
+            if windows.get(key) is not window:
+                window.retire()
+        self.windows = windows
+        if windows and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="drift", daemon=True)
+            self._thread.start()
+        return bool(windows)
+
+    def observe(self, served: Served) -> None:
+        window = self.windows.get((served.model, served.version))
+        if window is None:
+            return
+        inputs, outputs = served.inputs[window.input], served.outputs[window.output]
+        rows = len(inputs)
+        if self.queued_rows - self.binned_rows + rows > self.settings.drift_queue_rows:
+            window.dropped.inc(rows)
+            return
+        self.queued_rows += rows
+        self.pending.append((window, inputs, outputs))
+
+    def flush(self) -> int:
+        """Bin everything queued now and update the gauges; returns the rows taken off the queue."""
+        with self._lock:
+            batches: dict[Window, list[tuple[np.ndarray, np.ndarray]]] = {}
+            taken = 0
+            while self.pending:
+                window, inputs, outputs = self.pending.popleft()
+                batches.setdefault(window, []).append((inputs, outputs))
+                taken += len(inputs)
+            for window, items in batches.items():
+                try:
+                    window.add(*_newest(items, window.capacity))
+                    window.publish()
+                except Exception:  # a bug here must never stop the thread
+                    log.exception("drift: binning rows of %s version %s failed", window.model, window.version)
+            self.binned_rows += taken
+            return taken
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.drift_interval_s):
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the thread (queued rows are of no use after shutdown)."""
+        self._stop.set()
+
+
+def _newest(items: list[tuple[np.ndarray, np.ndarray]], rows: int) -> tuple[np.ndarray, Any]:
+    """The last ``rows`` rows of the queued batches, concatenated (older rows would leave the window at once)."""
+    kept, count = [], 0
+    for inputs, outputs in reversed(items):
+        kept.append((inputs, outputs))
+        count += len(inputs)
+        if count >= rows:
+            break
+    kept.reverse()
+    return np.concatenate([i for i, _ in kept]), np.concatenate([o for _, o in kept])

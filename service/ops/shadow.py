@@ -1,0 +1,226 @@
+"""Shadow traffic: mirror a share of a model's answered requests to another version and compare.
+
+``serving.yaml`` gives a model ``shadow: {target: canary, percent: 10}`` (a label or a version number). After
+the primary version has answered (its answer and latency are not touched: :meth:`Shadow.observe` only
+samples and appends to a bounded queue), a task of this worker runs the queued requests one at a time
+through the target version's own batcher, with the primary's validated inputs, and compares outputs:
+
+- classifiers (metadata ``labels``, and a first output with one score per label, or one sigmoid score for
+  two labels): per row, the same top class or not, ``serving_shadow_agreement_total{result=agree|disagree}``;
+- regressors (everything else): the mean absolute difference over the outputs, one observation per
+  request in ``serving_shadow_abs_diff``.
+
+Real work always comes first: a mirrored request is dropped and counted
+(``serving_shadow_dropped_total{reason}``) when the queue is full (``queue_full``; the
+``shadow_queue_size`` setting), when the target's batcher has work queued or running, or the primary's
+has requests waiting (``busy``), when the target's admission refuses it (``rejected``), when the target is
+not ready (``unavailable``) or when its signature does not take the primary's inputs (``incompatible``).
+Requests answered by the target itself are not mirrored. Mirrored requests are not counted in
+``serving_requests_total``; they have their own ``serving_shadow_requests_total`` and
+``serving_shadow_duration_seconds`` (time in the target's batcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.errors import ServingError, Unavailable
+from service.limits import Limits
+from service.metrics import get_metrics
+from service.models.version import ServedVersion, State
+
+if TYPE_CHECKING:
+    from service.models.config import RepositoryConfig
+    from service.models.registry import ModelRegistry
+    from service.ops import Served
+    from service.schema import ModelMetadata
+
+log = logging.getLogger("service.ops")
+Tensors = dict[str, np.ndarray]
+REASONS = ("queue_full", "busy", "rejected", "unavailable", "incompatible")
+
+
+def classifier(metadata: ModelMetadata) -> bool:
+    """Whether the model is a classifier: class labels, and a first output of one score per label (softmax
+    or logits) or, for two labels, one sigmoid score."""
+    labels, shape = metadata.labels, metadata.outputs[0].shape
+    if not labels or len(labels) < 2 or len(shape) != 2:
+        return False
+    return shape[1] == len(labels) or (len(labels) == 2 and shape[1] == 1)
+
+
+def top_classes(metadata: ModelMetadata, outputs: Tensors) -> np.ndarray | None:
+    """Each row's top class by the model's first output, or ``None`` when the model is no classifier."""
+    scores = outputs.get(metadata.outputs[0].name)
+    if not classifier(metadata) or scores is None or scores.ndim != 2:
+        return None
+    if scores.shape[1] == 1:  # one sigmoid score: class 1 from 0.5
+        return np.asarray(scores[:, 0] >= 0.5, np.int64)
+    return np.asarray(scores.argmax(axis=1))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How a shadow answer compares with the primary's: rows agreeing and not (classifiers), or the
+    mean absolute difference (regressors; ``None`` for classifiers)."""
+
+    agree: int = 0
+    disagree: int = 0
+    abs_diff: float | None = None
+
+
+def compare(metadata: ModelMetadata, primary: Tensors, shadow: Tensors) -> Comparison | None:
+    """Compare two answers to the same rows (``None`` when their outputs do not line up)."""
+    ours, theirs = top_classes(metadata, primary), top_classes(metadata, shadow)
+    if ours is not None and theirs is not None and ours.shape == theirs.shape:
+        same = int(np.count_nonzero(ours == theirs))
+        return Comparison(same, len(ours) - same)
+    names = [n for n in primary if n in shadow and primary[n].shape == shadow[n].shape]
+    if not names:
+        return None
+    total = sum(float(np.abs(primary[n].astype(np.float64) - shadow[n]).sum()) for n in names)
+    return Comparison(abs_diff=total / sum(primary[n].size for n in names))
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One model's shadow: the target as written, its version, the share of answers mirrored (0-1)."""
+
+    target: str
+    version: int
+    share: float
+
+
+class Shadow:
+    """The shadow :class:`~service.ops.Feature`: samples answers, mirrors them off the request path."""
+
+    def __init__(
+        self, registry: ModelRegistry, queue_size: int | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.registry = registry
+        self.queue_size = queue_size or registry.settings.shadow_queue_size
+        self.rng = rng or random.Random()
+        self.limits = Limits.from_settings(registry.settings)
+        self.mirrors: dict[str, Mirror] = {}
+        self.queue: deque[tuple[Served, Mirror]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def configure(self, config: RepositoryConfig) -> bool:
+        mirrors = {}
+        for name, policy in config.models.items():
+            if policy.shadow is not None:
+                target = policy.shadow
+                version = policy.variant_version(target.target)
+                mirrors[name] = Mirror(str(target.target), version, target.percent / 100)
+        for name, mirror in mirrors.items():
+            if self.mirrors.get(name) != mirror:
+                log.info("model %s: mirroring %g %% to %s (version %s)", name, mirror.share * 100,
+                         mirror.target, mirror.version)  # fmt: skip
+            self._create_series(name, mirror)
+        self.mirrors = mirrors
+        return bool(mirrors)
+
+    def _create_series(self, model: str, mirror: Mirror) -> None:
+        """Every series the shadow may grow, at 0 from the start: rates, ``increase()`` and the alert then
+        see its first increments too (a counter's first sample is only its base)."""
+        metrics, target = get_metrics(), str(mirror.version)
+        for reason in REASONS:
+            metrics.shadow_dropped.labels(model, target, reason)
+        for version, sv in self.registry.models.get(model, {}).items():
+            if version == mirror.version or sv.metadata is None or sv.state is not State.READY:
+                continue
+            if classifier(sv.metadata):
+                for result in ("agree", "disagree"):
+                    metrics.shadow_agreement.labels(model, str(version), target, result)
+            else:
+                metrics.shadow_abs_diff.labels(model, str(version), target)
+
+    def observe(self, served: Served) -> None:
+        """Sample ``served`` and queue it for its shadow: O(1), never waits."""
+        mirror = self.mirrors.get(served.model)
+        if mirror is None or served.version == mirror.version or self.rng.random() >= mirror.share:
+            return
+        if len(self.queue) >= self.queue_size:
+            self._drop(served.model, mirror, "queue_full")
+            return
+        self.queue.append((served, mirror))
+        if self._task is None:
+            # in a context of its own: not the request's call (its id, version and trace stay the request's)
+            self._task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
+
+    async def idle(self) -> None:
+        """Wait until every queued mirror has run or been dropped."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        """Run the queued mirrors one at a time, until the queue is empty."""
+        try:
+            while self.queue:
+                served, mirror = self.queue.popleft()
+                try:
+                    await self._mirror(served, mirror)
+                except Exception:
+                    log.exception(
+                        "shadow request to model %s version %s failed", served.model, mirror.version
+                    )
+                    get_metrics().shadow_requests.labels(served.model, str(mirror.version), "error").inc()
+        finally:
+            self._task = None
+
+    async def _mirror(self, served: Served, mirror: Mirror) -> None:
+        versions = self.registry.models.get(served.model, {})
+        target, primary = versions.get(mirror.version), versions.get(served.version)
+        if target is None or target.state is not State.READY or target.batcher is None:
+            return self._drop(served.model, mirror, "unavailable")
+        if target.batcher.busy or _waiting(primary):
+            return self._drop(served.model, mirror, "busy")
+        from service.dataplane import validate_inputs  # the data plane imports this package
+
+        assert target.metadata is not None
+        try:
+            given: dict[str | None, np.ndarray] = {k: a for k, a in served.inputs.items()}
+            arrays, rows = validate_inputs(target.metadata, given, True, self.limits)
+        except ServingError:
+            return self._drop(served.model, mirror, "incompatible")
+        metrics, label = get_metrics(), str(mirror.version)
+        started = perf_counter()
+        target.acquire()  # an unload of the target waits for this request
+        try:
+            outputs, _ = await target.batcher.submit(arrays, rows)
+        except Unavailable:  # overloaded (its admission said no) or closing
+            return self._drop(served.model, mirror, "rejected")
+        finally:
+            target.release()
+        metrics.shadow_latency.labels(served.model, label).observe(perf_counter() - started)
+        metrics.shadow_requests.labels(served.model, label, "success").inc()
+        self._record(served, mirror, target if primary is None else primary, outputs)
+
+    def _record(self, served: Served, mirror: Mirror, primary: ServedVersion, outputs: Tensors) -> None:
+        assert primary.metadata is not None
+        result = compare(primary.metadata, served.outputs, outputs)
+        if result is None:
+            return
+        metrics, labels = get_metrics(), (served.model, str(served.version), str(mirror.version))
+        if result.abs_diff is None:
+            metrics.shadow_agreement.labels(*labels, "agree").inc(result.agree)
+            metrics.shadow_agreement.labels(*labels, "disagree").inc(result.disagree)
+        else:
+            metrics.shadow_abs_diff.labels(*labels).observe(result.abs_diff)
+
+    def _drop(self, model: str, mirror: Mirror, reason: str) -> None:
+        get_metrics().shadow_dropped.labels(model, str(mirror.version), reason).inc()
+
+
+def _waiting(sv: ServedVersion | None) -> bool:
+    """Whether real requests wait in ``sv``'s queue (the server is under load: shadows yield)."""
+    return sv is not None and sv.batcher is not None and sv.batcher.queued_rows > 0
