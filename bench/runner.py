@@ -20,11 +20,19 @@ from bench.wrk import run_wrk, write_script
 Log = Callable[[str], None]
 
 
-def _check(launch: Launch, scenario: Scenario) -> None:
+def _check(launch: Launch, scenario: Scenario, loading_s: float = 60.0) -> None:
+    """One test request must answer 200. A 503 is retried for ``loading_s``: readiness is per worker, so
+    ``/readyz`` can be answered by a worker that is ready while the test request meets another one that
+    is still loading its models."""
     body = scenario.body_file.read_bytes()
-    status, answer = http(launch.url + scenario.path, body, scenario.headers, timeout=30.0)
-    if status != 200:
-        raise venvs.Unavailable(f"{scenario.name}: a test request answered {status}: {answer[:300]!r}")
+    deadline = time.monotonic() + loading_s
+    while True:
+        status, answer = http(launch.url + scenario.path, body, scenario.headers, timeout=30.0)
+        if status == 200:
+            return
+        if status != 503 or time.monotonic() > deadline:
+            raise venvs.Unavailable(f"{scenario.name}: a test request answered {status}: {answer[:300]!r}")
+        time.sleep(0.2)
 
 
 def _idle_rss(launch: Launch) -> dict[str, float]:
