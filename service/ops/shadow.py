@@ -2,8 +2,8 @@
 
 ``serving.yaml`` gives a model ``shadow: {target: canary, percent: 10}`` (a label or a version number). After
 the primary version has answered (its answer and latency are not touched: :meth:`Shadow.observe` only
-samples and appends to a bounded queue), a task of this worker runs the queued requests one at a time
-through the target version's own batcher, with the primary's validated inputs, and compares outputs:
+samples and appends to a bounded queue), a task of this worker runs the queued requests, those of one
+primary version together in one batch (up to 32), through the target version's own batcher, with the primary's validated inputs, and compares outputs:
 
 - classifiers (metadata ``labels``, and a first output with one score per label, or one sigmoid score for
   two labels): per row, the same top class or not, ``serving_shadow_agreement_total{result=agree|disagree}``;
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("service.ops")
 Tensors = dict[str, np.ndarray]
 REASONS = ("queue_full", "busy", "rejected", "unavailable", "incompatible")
+GROUP = 32
+"""Most queued mirrors run together in one batch."""
 
 
 def classifier(metadata: ModelMetadata) -> bool:
@@ -163,47 +165,80 @@ class Shadow:
             await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
-        """Run the queued mirrors one at a time, until the queue is empty."""
+        """Run the queued mirrors until the queue is empty: one batch at a time, of the queued mirrors of
+        one model and primary version (up to :data:`GROUP`), so that mirrored rows share runtime calls
+        as the primary's rows do."""
         try:
             while self.queue:
                 served, mirror = self.queue.popleft()
+                group = [served]
+                while self.queue and len(group) < GROUP and self._same(self.queue[0], served, mirror):
+                    group.append(self.queue.popleft()[0])
                 try:
-                    await self._mirror(served, mirror)
+                    await self._mirror(group, mirror)
                 except Exception:
                     log.exception(
                         "shadow request to model %s version %s failed", served.model, mirror.version
                     )
-                    get_metrics().shadow_requests.labels(served.model, str(mirror.version), "error").inc()
+                    metrics = get_metrics().shadow_requests
+                    metrics.labels(served.model, str(mirror.version), "error").inc(len(group))
         finally:
             self._task = None
 
-    async def _mirror(self, served: Served, mirror: Mirror) -> None:
-        versions = self.registry.models.get(served.model, {})
-        target, primary = versions.get(mirror.version), versions.get(served.version)
+    @staticmethod
+    def _same(queued: tuple[Served, Mirror], served: Served, mirror: Mirror) -> bool:
+        """Whether a queued mirror can share ``served``'s batch: same target, model, primary version and
+        row shapes (a free dimension, such as a sequence length, may differ between requests)."""
+        other = queued[0]
+        return (
+            queued[1] == mirror
+            and other.model == served.model
+            and other.version == served.version
+            and other.inputs.keys() == served.inputs.keys()
+            and all(a.shape[1:] == served.inputs[k].shape[1:] for k, a in other.inputs.items())
+        )
+
+    async def _mirror(self, group: list[Served], mirror: Mirror) -> None:
+        model = group[0].model
+        versions = self.registry.models.get(model, {})
+        target, primary = versions.get(mirror.version), versions.get(group[0].version)
         if target is None or target.state is not State.READY or target.batcher is None:
-            return self._drop(served.model, mirror, "unavailable")
+            return self._drop(model, mirror, "unavailable", len(group))
         if target.batcher.busy or _waiting(primary):
-            return self._drop(served.model, mirror, "busy")
+            return self._drop(model, mirror, "busy", len(group))
         from service.dataplane import validate_inputs  # the data plane imports this package
 
         assert target.metadata is not None
-        try:
-            given: dict[str | None, np.ndarray] = {k: a for k, a in served.inputs.items()}
-            arrays, rows = validate_inputs(target.metadata, given, True, self.limits)
-        except ServingError:
-            return self._drop(served.model, mirror, "incompatible")
+        runs: list[tuple[Served, Tensors, int]] = []
+        for served in group:
+            try:
+                given: dict[str | None, np.ndarray] = {k: a for k, a in served.inputs.items()}
+                arrays, rows = validate_inputs(target.metadata, given, True, self.limits)
+            except ServingError:
+                self._drop(model, mirror, "incompatible")
+                continue
+            runs.append((served, arrays, rows))
+        if not runs:
+            return None
+        arrays, rows = _merged(runs)
         metrics, label = get_metrics(), str(mirror.version)
         started = perf_counter()
         target.acquire()  # an unload of the target waits for this request
         try:
             outputs, _ = await target.batcher.submit(arrays, rows)
         except Unavailable:  # overloaded (its admission said no) or closing
-            return self._drop(served.model, mirror, "rejected")
+            return self._drop(model, mirror, "rejected", len(runs))
         finally:
             target.release()
-        metrics.shadow_latency.labels(served.model, label).observe(perf_counter() - started)
-        metrics.shadow_requests.labels(served.model, label, "success").inc()
-        self._record(served, mirror, target if primary is None else primary, outputs)
+        seconds = perf_counter() - started
+        offset = 0
+        for served, _, n in runs:
+            metrics.shadow_latency.labels(model, label).observe(seconds)
+            mine = {name: out[offset : offset + n] for name, out in outputs.items()}
+            offset += n
+            self._record(served, mirror, target if primary is None else primary, mine)
+        metrics.shadow_requests.labels(model, label, "success").inc(len(runs))
+        return None
 
     def _record(self, served: Served, mirror: Mirror, primary: ServedVersion, outputs: Tensors) -> None:
         assert primary.metadata is not None
@@ -217,8 +252,19 @@ class Shadow:
         else:
             metrics.shadow_abs_diff.labels(*labels).observe(result.abs_diff)
 
-    def _drop(self, model: str, mirror: Mirror, reason: str) -> None:
-        get_metrics().shadow_dropped.labels(model, str(mirror.version), reason).inc()
+    def _drop(self, model: str, mirror: Mirror, reason: str, count: int = 1) -> None:
+        get_metrics().shadow_dropped.labels(model, str(mirror.version), reason).inc(count)
+
+
+def _merged(runs: list[tuple[Served, Tensors, int]]) -> tuple[Tensors, int]:
+    """The validated inputs of ``runs`` as one batch (rows in order, row shapes equal: :meth:`Shadow._same`)
+    and its row count; a single run as it is."""
+    if len(runs) == 1:
+        return runs[0][1], runs[0][2]
+    names = runs[0][1].keys()
+    return {name: np.concatenate([arrays[name] for _, arrays, _ in runs]) for name in names}, sum(
+        n for _, _, n in runs
+    )
 
 
 def _waiting(sv: ServedVersion | None) -> bool:

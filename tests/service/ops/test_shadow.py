@@ -253,3 +253,41 @@ def test_the_sampled_share_follows_percent(tmp_path: Path) -> None:
         await dp.registry.close()
 
     asyncio.run(main())
+
+
+def test_queued_mirrors_of_one_primary_share_one_batch(tmp_path: Path) -> None:
+    """Mirrors queued while one runs go to the target together (one runtime call per primary version, as
+    the primary's own rows are batched), and each request's rows are compared with its own answer."""
+    write_repo(tmp_path, "sb", {1: 1.0, 2: 2.0, 3: -1.0}, "{target: 2, percent: 100}")
+
+    async def main() -> None:
+        dp, shadow = await started(tmp_path)
+        target = dp.registry.models["sb"][2].batcher
+        assert target is not None
+        calls: list[int] = []
+        submit = target.submit
+
+        def counting(arrays: dict[str, np.ndarray], rows: int, *args: object) -> object:
+            calls.append(rows)
+            return submit(arrays, rows, *args)  # type: ignore[arg-type]
+
+        target.submit = counting  # type: ignore[method-assign]
+        agree = sample("serving_shadow_agreement_total", model="sb", primary="1", shadow="2", result="agree")
+        disagree = sample(
+            "serving_shadow_agreement_total", model="sb", primary="3", shadow="2", result="disagree"
+        )
+        runs = sample("serving_shadow_requests_total", model="sb", version="2", outcome="success")
+        for version, scale in ((1, 1.0), (1, 1.0), (1, 1.0), (1, 1.0), (3, -1.0), (3, -1.0)):
+            shadow.observe(served("sb", version, scale))  # all queued before the drain task first runs
+        await shadow.idle()
+        assert calls == [4 * len(X), 2 * len(X)]  # primary 1's four requests, then primary 3's two
+        assert sample(
+            "serving_shadow_agreement_total", model="sb", primary="1", shadow="2", result="agree"
+        ) == agree + 4 * len(X)
+        assert sample(
+            "serving_shadow_agreement_total", model="sb", primary="3", shadow="2", result="disagree"
+        ) == disagree + 2 * len(X)
+        assert sample("serving_shadow_requests_total", model="sb", version="2", outcome="success") == runs + 6
+        await dp.registry.close()
+
+    asyncio.run(main())
