@@ -12,6 +12,7 @@ from typing import TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procs import http
+from service.client.compare import quantile  # histogram_quantile, one implementation for both
 
 METRIC = "serving_request_duration_seconds"
 K = TypeVar("K")
@@ -19,19 +20,31 @@ K = TypeVar("K")
 
 def read_buckets(url: str, model: str, protocol: str | None = None) -> dict[float, float]:
     """Cumulative counts by upper bound (``le``), summed over versions (and protocols when None)."""
+    return read_histogram(url, model, METRIC, protocol)[0]
+
+
+def read_histogram(
+    url: str, model: str, metric: str, protocol: str | None = None
+) -> tuple[dict[float, float], float]:
+    """``metric``'s cumulative counts by upper bound (``le``) and its sum, summed over workers and
+    versions of ``model`` (and protocols when None)."""
     status, body = http(url.rstrip("/") + "/metrics", timeout=10.0)
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
     buckets: dict[float, float] = {}
+    total = 0.0
     for family in text_string_to_metric_families(body.decode()):
         for s in family.samples:
-            if s.name != METRIC + "_bucket" or s.labels.get("model") != model:
+            if s.labels.get("model") != model or (
+                protocol is not None and s.labels.get("protocol") != protocol
+            ):
                 continue
-            if protocol is not None and s.labels.get("protocol") != protocol:
-                continue
-            le = float(s.labels["le"])
-            buckets[le] = buckets.get(le, 0.0) + s.value
-    return buckets
+            if s.name == metric + "_bucket":
+                le = float(s.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + s.value
+            elif s.name == metric + "_sum":
+                total += s.value
+    return buckets, total
 
 
 def read_codes(url: str, model: str) -> dict[str, float]:
@@ -49,26 +62,6 @@ def read_codes(url: str, model: str) -> dict[str, float]:
 
 def diff(after: dict[K, float], before: dict[K, float]) -> dict[K, float]:
     return {le: after[le] - before.get(le, 0.0) for le in after}
-
-
-def quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """``histogram_quantile(q, ...)`` over cumulative ``buckets``; None when empty."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    total = buckets[bounds[-1]]
-    rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    for le in bounds:
-        count = buckets[le]
-        if count >= rank:
-            if math.isinf(le):
-                return lower_bound  # PromQL: the highest finite bound
-            if count == lower_count:
-                return le
-            return lower_bound + (le - lower_bound) * (rank - lower_count) / (count - lower_count)
-        lower_bound, lower_count = le, count
-    return bounds[-1]
 
 
 def server_side_ms(before: dict[float, float], after: dict[float, float]) -> dict[str, float | None]:

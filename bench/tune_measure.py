@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench import promhist
 from bench.bodies import ModelInfo
 from bench.config import BenchConfig, Scenario
 from bench.procs import http
@@ -76,25 +76,6 @@ def serving_env(values: dict[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def batch_histogram(url: str, model: str) -> tuple[dict[float, float], float]:
-    """Our ``serving_batch_size`` histogram (cumulative counts by ``le``, summed over workers) and its sum."""
-    status, body = http(url + "/metrics", timeout=10.0)
-    if status != 200:
-        raise RuntimeError(f"/metrics answered {status}")
-    buckets: dict[float, float] = {}
-    total = 0.0
-    for family in text_string_to_metric_families(body.decode()):
-        for s in family.samples:
-            if s.labels.get("model") != model or not s.name.startswith("serving_batch_size"):
-                continue
-            if s.name == "serving_batch_size_bucket":
-                le = float(s.labels["le"])
-                buckets[le] = buckets.get(le, 0.0) + s.value
-            elif s.name == "serving_batch_size_sum":
-                total += s.value
-    return buckets, total
 
 
 def check_batches(buckets: dict[float, float], rows_sum: float, max_batch_size: int) -> dict[str, Any]:
@@ -186,7 +167,9 @@ def measure(cand: Candidate, stage: str, s: Setup) -> Result:
                   f"p99 {p['p99_ms']:7.2f} ms  errors {p['errors']}")  # fmt: skip
             if not meets(p, s.budget_ms):  # more clients in a closed loop only queue longer
                 break
-        result["batches"] = check_batches(*batch_histogram(launch.url, s.model.name), cand.max_batch_size)
+        result["batches"] = check_batches(
+            *promhist.read_histogram(launch.url, s.model.name, "serving_batch_size"), cand.max_batch_size
+        )
     except Exception as e:
         s.log(f"  {cand.key}: failed: {e}")
         result.update(status="failed", reason=f"{type(e).__name__}: {e}"[-1500:])
