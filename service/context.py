@@ -60,6 +60,16 @@ class Call:
     trace: Trace | None = None
     """The request's spans (:mod:`service.tracing`) while tracing is on; ``None`` otherwise."""
 
+    def echo(self) -> tuple[tuple[str, str], ...]:
+        """What every answer carries back (lower-case names): the request id, and the version that
+        answered and the traffic variant once known. HTTP headers and gRPC trailing metadata alike."""
+        echo: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, self.request_id),)
+        if self.version is not None:
+            echo = (*echo, (VERSION_HEADER, str(self.version)))
+        if self.variant is not None:
+            echo = (*echo, (VARIANT_HEADER, self.variant))
+        return echo
+
 
 _current: ContextVar[Call | None] = ContextVar("serving_call", default=None)
 

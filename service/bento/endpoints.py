@@ -84,11 +84,8 @@ async def answered(ctx: Any, run: Callable[[], Awaitable[T]], traced: bool = Fal
             trace.end()
         raise
     echo = ctx.response.headers
-    echo[context.REQUEST_ID_HEADER] = call.request_id
-    if call.version is not None:
-        echo[context.VERSION_HEADER] = str(call.version)
-    if call.variant is not None:
-        echo[context.VARIANT_HEADER] = call.variant
+    for name, value in call.echo():
+        echo[name] = value
     if trace is not None:
         echo[tracing.TRACE_ID_HEADER] = trace.trace_id
         trace.responding(ctx.response.status_code)

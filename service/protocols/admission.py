@@ -90,8 +90,6 @@ class Admission:
 
 
 REQUEST_ID = context.REQUEST_ID_HEADER.encode()
-VERSION = context.VERSION_HEADER.encode()
-VARIANT = context.VARIANT_HEADER.encode()
 TRACE_ID = tracing.TRACE_ID_HEADER.encode()
 
 
@@ -101,11 +99,7 @@ def _echoing(send: Send, call: context.Call, closing: bool) -> Send:
 
     async def echoing_send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            extra = [(REQUEST_ID, call.request_id.encode())]
-            if call.version is not None:
-                extra.append((VERSION, str(call.version).encode()))
-            if call.variant is not None:
-                extra.append((VARIANT, call.variant.encode()))
+            extra = [(name.encode(), value.encode()) for name, value in call.echo()]
             if call.trace is not None:
                 call.trace.responding(message["status"])
                 extra.append((TRACE_ID, call.trace.trace_id.encode()))

@@ -45,12 +45,7 @@ def open_call(grpc_context: grpc.aio.ServicerContext) -> context.Call:
 
 
 def _echo(call: context.Call | None) -> tuple[tuple[str, str], ...]:
-    if call is None:
-        return ()
-    if call.version is None:
-        return ((context.REQUEST_ID_HEADER, call.request_id),)
-    echo = ((context.REQUEST_ID_HEADER, call.request_id), (context.VERSION_HEADER, str(call.version)))
-    return echo if call.variant is None else (*echo, (context.VARIANT_HEADER, call.variant))
+    return () if call is None else call.echo()
 
 
 def _sticky_key() -> str:
