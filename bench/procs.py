@@ -35,6 +35,17 @@ def http(
         return 0, str(e).encode()
 
 
+def answered(url: str, body: bytes, headers: dict[str, str], loading_s: float = 60.0) -> tuple[int, bytes]:
+    """(status, body) of a POST, a 503 retried for ``loading_s``: readiness is per worker, so ``/readyz``
+    can be answered by a worker that is ready while the request meets another still loading its models."""
+    deadline = time.monotonic() + loading_s
+    while True:
+        status, answer = http(url, body, headers, timeout=30.0)
+        if status != 503 or time.monotonic() > deadline:
+            return status, answer
+        time.sleep(0.2)
+
+
 class ServerProcess:
     """A server started as ``cmd`` in a new session; its log goes to ``log_path``."""
 

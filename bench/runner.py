@@ -12,7 +12,7 @@ from typing import Any
 from bench import promhist, venvs
 from bench.bodies import ModelInfo
 from bench.config import BenchConfig, Scenario
-from bench.procs import http
+from bench.procs import answered
 from bench.sampler import Sampler
 from bench.servers import Launch, ServerSpec
 from bench.wrk import run_wrk, write_script
@@ -20,19 +20,11 @@ from bench.wrk import run_wrk, write_script
 Log = Callable[[str], None]
 
 
-def _check(launch: Launch, scenario: Scenario, loading_s: float = 60.0) -> None:
-    """One test request must answer 200. A 503 is retried for ``loading_s``: readiness is per worker, so
-    ``/readyz`` can be answered by a worker that is ready while the test request meets another one that
-    is still loading its models."""
-    body = scenario.body_file.read_bytes()
-    deadline = time.monotonic() + loading_s
-    while True:
-        status, answer = http(launch.url + scenario.path, body, scenario.headers, timeout=30.0)
-        if status == 200:
-            return
-        if status != 503 or time.monotonic() > deadline:
-            raise venvs.Unavailable(f"{scenario.name}: a test request answered {status}: {answer[:300]!r}")
-        time.sleep(0.2)
+def _check(launch: Launch, scenario: Scenario) -> None:
+    """One test request must answer 200 (a worker still loading, 503, is waited for)."""
+    status, answer = answered(launch.url + scenario.path, scenario.body_file.read_bytes(), scenario.headers)
+    if status != 200:
+        raise venvs.Unavailable(f"{scenario.name}: a test request answered {status}: {answer[:300]!r}")
 
 
 def _idle_rss(launch: Launch) -> dict[str, float]:

@@ -3,7 +3,9 @@
 Shared by :mod:`bench.tracing_cost` and :mod:`bench.ops_cost`: each mode is one of our servers with its
 own environment (and repository); :func:`run_rounds` measures every mode once per round, the order
 rotating each round so a drift of the shared machine hits every mode alike, and :func:`report` prints
-the medians and each mode's change against the first.
+the medians and each mode's change against the first. Beside req/s each run records the server's CPU time
+per answered request (every process of its tree, user + system): on a shared 2-core machine throughput
+swings by tens of percent between runs of one mode, CPU per request far less, so a cost shows there first.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from bench.bodies import ModelInfo, find_model, write_scenarios
 from bench.config import ROOT, Scenario
-from bench.procs import ServerProcess, free_port, http
+from bench.procs import ServerProcess, answered, free_port
 from bench.servers import PROJECT_BIN
 from bench.synthetic import write_synthetic_cnn
 from bench.wrk import WrkResult, run_wrk, write_script
@@ -66,47 +71,93 @@ def wait_all(servers: Servers, scenario: Scenario, timeout_s: float = 180) -> No
     """Every server ready and answering the scenario's request with 200."""
     for proc, url in servers.values():
         proc.wait_ready(url + "/readyz", timeout_s)
-        status, body = http(url + scenario.path, scenario.body_file.read_bytes(), scenario.headers, 30)
+        status, body = answered(url + scenario.path, scenario.body_file.read_bytes(), scenario.headers)
         assert status == 200, body[:300]
+
+
+@dataclass
+class Run:
+    """One measured wrk run against one mode, with the server's CPU time over it."""
+
+    wrk: WrkResult
+    server_cpu_s: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.server_cpu_s / max(self.wrk.requests, 1)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**self.wrk.as_dict(), "server_cpu_s": self.server_cpu_s,
+                "cpu_us_per_request": self.cpu_us_per_request}  # fmt: skip
+
+
+def tree_cpu_s(proc: ServerProcess) -> dict[int, float]:
+    """User + system CPU seconds of every live process of the server, by pid."""
+    seconds: dict[int, float] = {}
+    for p in proc.tree():
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[p.pid] = t.user + t.system
+    return seconds
+
+
+def measured(proc: ServerProcess, url: str, script: Path, concurrency: int, duration_s: float) -> Run:
+    """One wrk run with the server's CPU time over it (processes alive at both ends)."""
+    before = tree_cpu_s(proc)
+    result = run_wrk(url, script, concurrency, 1, duration_s)
+    after = tree_cpu_s(proc)
+    return Run(result, sum(after[pid] - before[pid] for pid in after if pid in before))
 
 
 def run_rounds(
     servers: Servers, scenario: Scenario, script: Path, rounds: int, concurrency: int, duration_s: float,
     warmup_s: float,
-) -> dict[str, list[WrkResult]]:  # fmt: skip
+) -> dict[str, list[Run]]:  # fmt: skip
     """``rounds`` wrk runs per mode, in rotating order; each run printed as it ends."""
     modes = list(servers)
-    runs: dict[str, list[WrkResult]] = {mode: [] for mode in modes}
+    runs: dict[str, list[Run]] = {mode: [] for mode in modes}
     for i in range(rounds):
         for mode in modes[i % len(modes) :] + modes[: i % len(modes)]:
-            url = servers[mode][1] + scenario.path
+            proc, base = servers[mode]
+            url = base + scenario.path
             run_wrk(url, script, concurrency, 1, warmup_s)
-            result = run_wrk(url, script, concurrency, 1, duration_s)
-            runs[mode].append(result)
+            run = measured(proc, url, script, concurrency, duration_s)
+            runs[mode].append(run)
+            result = run.wrk
             print(f"round {i + 1} {mode:>9}: {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                  f"p99 {result.p99_ms:6.2f} ms  errors {result.non2xx + result.socket_errors}", flush=True)  # fmt: skip
+                  f"p99 {result.p99_ms:6.2f} ms  server CPU {run.cpu_us_per_request:5.0f} us/request  "
+                  f"errors {result.non2xx + result.socket_errors}", flush=True)  # fmt: skip
     return runs
 
 
-def summary(runs: list[WrkResult]) -> dict[str, float]:
-    rps = [r.rps for r in runs]
-    p99 = [r.p99_ms for r in runs]
+def summary(runs: list[Run]) -> dict[str, float]:
+    rps = [r.wrk.rps for r in runs]
+    p99 = [r.wrk.p99_ms for r in runs]
+    cpu = [r.cpu_us_per_request for r in runs]
     return {"rps_median": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
-            "p99_ms_median": statistics.median(p99), "p99_ms_min": min(p99), "p99_ms_max": max(p99)}  # fmt: skip
+            "p99_ms_median": statistics.median(p99), "p99_ms_min": min(p99), "p99_ms_max": max(p99),
+            "cpu_us_median": statistics.median(cpu), "cpu_us_min": min(cpu), "cpu_us_max": max(cpu)}  # fmt: skip
 
 
-def report(runs: dict[str, list[WrkResult]]) -> dict[str, dict[str, float]]:
-    """Print each mode's median and spread, and every mode's change in median req/s against the first."""
+def report(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
+    """Print each mode's median and spread, and every mode's change in median req/s and in median server
+    CPU per request against the first."""
     medians = {mode: summary(r) for mode, r in runs.items()}
     for mode, m in medians.items():
         print(f"{mode:>9}: median {m['rps_median']:.0f} req/s ({m['rps_min']:.0f}-{m['rps_max']:.0f}), "
-              f"p99 {m['p99_ms_median']:.2f} ms ({m['p99_ms_min']:.2f}-{m['p99_ms_max']:.2f})")  # fmt: skip
+              f"p99 {m['p99_ms_median']:.2f} ms ({m['p99_ms_min']:.2f}-{m['p99_ms_max']:.2f}), "
+              f"server CPU {m['cpu_us_median']:.0f} us/request ({m['cpu_us_min']:.0f}-{m['cpu_us_max']:.0f})")  # fmt: skip
     base, *others = list(medians)
     for mode in others:
-        medians[mode]["change"] = medians[mode]["rps_median"] / medians[base]["rps_median"] - 1
-        print(f"{mode} vs {base}: {100 * medians[mode]['change']:+.1f} % req/s (medians)")
+        m, b = medians[mode], medians[base]
+        m["change"] = m["rps_median"] / b["rps_median"] - 1
+        m["cpu_change"] = m["cpu_us_median"] / b["cpu_us_median"] - 1
+        print(f"{mode} vs {base}: {100 * m['change']:+.1f} % req/s, {100 * m['cpu_change']:+.1f} % server "
+              f"CPU per request (medians)")  # fmt: skip
     return medians
 
 
-def errors(runs: dict[str, list[WrkResult]]) -> int:
-    return sum(r.non2xx + r.socket_errors for rs in runs.values() for r in rs)
+def errors(runs: dict[str, list[Run]]) -> int:
+    return sum(r.wrk.non2xx + r.wrk.socket_errors for rs in runs.values() for r in rs)

@@ -123,8 +123,8 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(
         64,
         ge=1,
-        description="Mirrored (shadow) requests waiting per worker; when full, or when the shadow version "
-        "is busy with real work, a mirrored request is dropped and counted.",
+        description="Mirrored (shadow) requests waiting per worker; when full, or when real work keeps the "
+        "shadow or primary version busy for 250 ms, a mirrored request is dropped and counted.",
     )
     tracing: Literal["off", "otlp", "console"] = Field(
         "off",

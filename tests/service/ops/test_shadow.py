@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from service.dataplane import DataPlane, InferenceRequest
+from service.dataplane import DataPlane, InferenceRequest, InferenceResponse
 from service.ops import Served
+from service.ops import shadow as shadow_module
 from service.ops.shadow import Comparison, Shadow, compare, top_classes
 from service.schema import ModelMetadata
 from tests.service.modelfactory import write_scale_version
@@ -175,23 +177,69 @@ def test_the_bounded_queue_drops_and_counts_what_does_not_fit(tmp_path: Path) ->
     asyncio.run(main())
 
 
+async def held(
+    dp: DataPlane, name: str, version: int
+) -> tuple[threading.Event, list[asyncio.Task[InferenceResponse]]]:
+    """Real work that stays in ``version``'s batcher until the event is set: its runtime thread waits on
+    the event, so one request's batch is running and a second request is queued behind it."""
+    gate = threading.Event()
+    batcher = dp.registry.models[name][version].batcher
+    assert batcher is not None
+    batcher._executor.submit(gate.wait, 10)
+    loop = asyncio.get_running_loop()
+    real = [loop.create_task(dp.infer(infer(name, version)))]
+    await asyncio.sleep(0.01)  # its batch has started (and waits for the runtime thread)
+    real.append(loop.create_task(dp.infer(infer(name, version))))
+    await asyncio.sleep(0.01)
+    assert batcher.busy and batcher.queued_rows == len(X)
+    return gate, real
+
+
 @pytest.mark.parametrize("busy_version", [2, 1], ids=["target-busy", "primary-has-a-queue"])
-def test_a_shadow_never_runs_while_real_work_waits(tmp_path: Path, busy_version: int) -> None:
+def test_a_shadow_never_runs_while_real_work_waits(
+    tmp_path: Path, busy_version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real work stays queued longer than the shadow's patience: the mirror is dropped as busy, unrun."""
+    monkeypatch.setattr(shadow_module, "PATIENCE_S", 0.1)
     name = f"sb{busy_version}"
     write_repo(tmp_path, name, {1: 1.0, 2: 2.0}, "{target: 2, percent: 100}")
 
     async def main() -> None:
         dp, shadow = await started(tmp_path)
         busy = sample("serving_shadow_dropped_total", model=name, version="2", reason="busy")
-        real = asyncio.get_running_loop().create_task(dp.infer(infer(name, busy_version)))
-        shadow.observe(served(name, 1, 1.0))  # its worker runs after the real request has queued
-        await shadow.idle()
+        gate, real = await held(dp, name, busy_version)
+        shadow.observe(served(name, 1, 1.0))
+        await shadow.idle()  # gathered, waited its patience for the real work, dropped
         assert sample("serving_shadow_dropped_total", model=name, version="2", reason="busy") == busy + 1
-        assert (await real).version == busy_version
+        assert sample("serving_shadow_requests_total", model=name, version="2", outcome="success") == 0
+        gate.set()
+        assert [(await r).version for r in real] == [busy_version] * 2
+        await shadow.idle()  # (version 1's real answers are mirrored too)
+        runs = sample("serving_shadow_requests_total", model=name, version="2", outcome="success")
         shadow.observe(served(name, 1, 1.0))  # idle again: this one runs
         await shadow.idle()
         assert sample("serving_shadow_dropped_total", model=name, version="2", reason="busy") == busy + 1
-        assert sample("serving_shadow_requests_total", model=name, version="2", outcome="success") >= 1
+        assert sample("serving_shadow_requests_total", model=name, version="2", outcome="success") == runs + 1
+        await dp.registry.close()
+
+    asyncio.run(main())
+
+
+def test_a_shadow_waits_for_real_work_to_clear_within_its_patience(tmp_path: Path) -> None:
+    """Real work that clears before the patience runs out: the mirror runs after it, not dropped."""
+    write_repo(tmp_path, "sw", {1: 1.0, 2: 2.0}, "{target: 2, percent: 100}")
+
+    async def main() -> None:
+        dp, shadow = await started(tmp_path)
+        gate, real = await held(dp, "sw", 1)
+        shadow.observe(served("sw", 1, 1.0))
+        loop = asyncio.get_running_loop()
+        loop.call_later(shadow_module.GATHER_S + 0.05, gate.set)  # within the patience
+        await shadow.idle()
+        assert all(r.done() for r in real)  # the real requests were answered before the mirror ran
+        assert sample("serving_shadow_dropped_total", model="sw", version="2", reason="busy") == 0
+        # the waiting mirror, then those of the two real answers (version 1's, mirrored as they came)
+        assert sample("serving_shadow_requests_total", model="sw", version="2", outcome="success") == 3
         await dp.registry.close()
 
     asyncio.run(main())
