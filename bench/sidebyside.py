@@ -44,15 +44,21 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return ap
 
 
-def start_server(repo: Path, work: Path, workers: int, **env: str) -> tuple[ServerProcess, str]:
-    """One of our servers (gRPC off) over ``repo``, with ``env`` on top of this process's environment."""
+def start_server(
+    repo: Path, work: Path, workers: int, code: Path = ROOT, **env: str
+) -> tuple[ServerProcess, str]:
+    """One of our servers (gRPC off) over ``repo``, with ``env`` on top of this process's environment;
+    ``code`` is the source tree it runs (its working directory and first on ``PYTHONPATH``, ahead of the
+    project venv's editable install of this tree)."""
     port = free_port()
     full = {**os.environ, "SERVING_REPOSITORY": str(repo), "SERVING_PORT": str(port),
             "SERVING_WORKERS": str(workers), "SERVING_GRPC_TFSERVING_PORT": "0", "SERVING_GRPC_V2_PORT": "0",
             "BENTOML_HOME": str(work / "bentoml-home"), "PYTHONUNBUFFERED": "1", **env}  # fmt: skip
+    if code != ROOT:
+        full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), full.get("PYTHONPATH")]))
     cmd = [str(PROJECT_BIN / "bentoml"), "serve", "service.service:ModelServer", "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
-    return ServerProcess(cmd, full, ROOT, work / "server.log").start(), f"http://127.0.0.1:{port}"
+    return ServerProcess(cmd, full, code, work / "server.log").start(), f"http://127.0.0.1:{port}"
 
 
 def native_json(repo: Path, name: str, work: Path) -> tuple[ModelInfo, Scenario, Path]:
@@ -143,7 +149,8 @@ def summary(runs: list[Run]) -> dict[str, float]:
 
 def report(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
     """Print each mode's median and spread, and every mode's change in median req/s and in median server
-    CPU per request against the first."""
+    CPU per request against the first, and the median of its round-by-round ratios (the runs of one round
+    are seconds apart, so a slow drift of the machine cancels out of them)."""
     medians = {mode: summary(r) for mode, r in runs.items()}
     for mode, m in medians.items():
         print(f"{mode:>9}: median {m['rps_median']:.0f} req/s ({m['rps_min']:.0f}-{m['rps_max']:.0f}), "
@@ -154,8 +161,14 @@ def report(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
         m, b = medians[mode], medians[base]
         m["change"] = m["rps_median"] / b["rps_median"] - 1
         m["cpu_change"] = m["cpu_us_median"] / b["cpu_us_median"] - 1
+        pairs = list(zip(runs[mode], runs[base], strict=True))
+        m["paired_change"] = statistics.median(r.wrk.rps / q.wrk.rps for r, q in pairs) - 1
+        m["paired_cpu_change"] = (
+            statistics.median(r.cpu_us_per_request / q.cpu_us_per_request for r, q in pairs) - 1
+        )
         print(f"{mode} vs {base}: {100 * m['change']:+.1f} % req/s, {100 * m['cpu_change']:+.1f} % server "
-              f"CPU per request (medians)")  # fmt: skip
+              f"CPU per request (medians); round by round: median {100 * m['paired_change']:+.1f} % req/s, "
+              f"{100 * m['paired_cpu_change']:+.1f} % CPU per request")  # fmt: skip
     return medians
 
 

@@ -229,66 +229,75 @@ class Shadow:
             return self._drop(model, mirror, "busy", len(group))
         if not _ready(target):  # unloaded while it waited
             return self._drop(model, mirror, "unavailable", len(group))
-        assert target is not None and target.batcher is not None
+        assert target is not None and target.batcher is not None and target.metadata is not None
         from service.dataplane import validate_inputs  # the data plane imports this package
 
-        assert target.metadata is not None
-        runs: list[tuple[Served, Tensors, int]] = []
-        for served in group:
-            try:
-                given: dict[str | None, np.ndarray] = {k: a for k, a in served.inputs.items()}
-                arrays, rows = validate_inputs(target.metadata, given, True, self.limits)
-            except ServingError:
-                self._drop(model, mirror, "incompatible")
-                continue
-            runs.append((served, arrays, rows))
-        if not runs:
-            return None
-        arrays, rows = _merged(runs)
+        try:  # the group's inputs share names, row shapes and dtypes (_same): one check serves them all
+            given: dict[str | None, np.ndarray] = dict(group[0].inputs)
+            first, _ = validate_inputs(target.metadata, given, True, self.limits)
+        except ServingError:
+            return self._drop(model, mirror, "incompatible", len(group))
+        arrays = first if len(group) == 1 else _merged(group, first)
+        rows = [len(next(iter(served.inputs.values()))) for served in group]
         metrics, label = get_metrics(), str(mirror.version)
         started = perf_counter()
         target.acquire()  # an unload of the target waits for this request
         try:
-            outputs, _ = await target.batcher.submit(arrays, rows)
+            outputs, _ = await target.batcher.submit(arrays, sum(rows))
         except Unavailable:  # overloaded (its admission said no) or closing
-            return self._drop(model, mirror, "rejected", len(runs))
+            return self._drop(model, mirror, "rejected", len(group))
         finally:
             target.release()
         seconds = perf_counter() - started
-        offset = 0
-        for served, _, n in runs:
-            metrics.shadow_latency.labels(model, label).observe(seconds)
-            mine = {name: out[offset : offset + n] for name, out in outputs.items()}
-            offset += n
-            self._record(served, mirror, target if primary is None else primary, mine)
-        metrics.shadow_requests.labels(model, label, "success").inc(len(runs))
+        latency = metrics.shadow_latency.labels(model, label)
+        for _ in group:
+            latency.observe(seconds)
+        self._record(group, rows, mirror, target if primary is None else primary, outputs)
+        metrics.shadow_requests.labels(model, label, "success").inc(len(group))
         return None
 
-    def _record(self, served: Served, mirror: Mirror, primary: ServedVersion, outputs: Tensors) -> None:
+    def _record(
+        self, group: list[Served], rows: list[int], mirror: Mirror, primary: ServedVersion, outputs: Tensors
+    ) -> None:
+        """Compare the group's answers with the shadow's ``outputs`` for the same rows, in order: a
+        classifier's rows all at once (one increment per result), a regressor's request by request."""
         assert primary.metadata is not None
-        result = compare(primary.metadata, served.outputs, outputs)
-        if result is None:
-            return
-        metrics, labels = get_metrics(), (served.model, str(served.version), str(mirror.version))
-        if result.abs_diff is None:
-            metrics.shadow_agreement.labels(*labels, "agree").inc(result.agree)
-            metrics.shadow_agreement.labels(*labels, "disagree").inc(result.disagree)
-        else:
-            metrics.shadow_abs_diff.labels(*labels).observe(result.abs_diff)
+        first = group[0]
+        metrics, labels = get_metrics(), (first.model, str(first.version), str(mirror.version))
+        if classifier(primary.metadata):
+            result = compare(primary.metadata, _answers(group), outputs)
+            if result is not None and result.abs_diff is None:
+                metrics.shadow_agreement.labels(*labels, "agree").inc(result.agree)
+                metrics.shadow_agreement.labels(*labels, "disagree").inc(result.disagree)
+                return
+        offset = 0
+        for served, n in zip(group, rows, strict=True):
+            mine = {name: out[offset : offset + n] for name, out in outputs.items()}
+            offset += n
+            one = compare(primary.metadata, served.outputs, mine)
+            if one is not None and one.abs_diff is not None:
+                metrics.shadow_abs_diff.labels(*labels).observe(one.abs_diff)
 
     def _drop(self, model: str, mirror: Mirror, reason: str, count: int = 1) -> None:
         get_metrics().shadow_dropped.labels(model, str(mirror.version), reason).inc(count)
 
 
-def _merged(runs: list[tuple[Served, Tensors, int]]) -> tuple[Tensors, int]:
-    """The validated inputs of ``runs`` as one batch (rows in order, row shapes equal: :meth:`Shadow._same`)
-    and its row count; a single run as it is."""
-    if len(runs) == 1:
-        return runs[0][1], runs[0][2]
-    names = runs[0][1].keys()
-    return {name: np.concatenate([arrays[name] for _, arrays, _ in runs]) for name in names}, sum(
-        n for _, _, n in runs
-    )
+def _merged(group: list[Served], first: Tensors) -> Tensors:
+    """The group's inputs as one batch, rows in order, in the dtypes :func:`validate_inputs` gave the first
+    request's (the primary validated every request already: same names, row shapes and dtypes)."""
+    return {
+        name: np.concatenate([served.inputs[name] for served in group]).astype(array.dtype, copy=False)
+        for name, array in first.items()
+    }
+
+
+def _answers(group: list[Served]) -> Tensors:
+    """The primary's answers of the group as one batch (the outputs every request has, same row shapes)."""
+    names = [n for n in group[0].outputs if all(n in served.outputs for served in group)]
+    try:
+        return {n: np.concatenate([served.outputs[n] for served in group]) for n in names}
+    except ValueError:  # row shapes differ: nothing lines up
+        return {}
 
 
 def _ready(sv: ServedVersion | None) -> bool:

@@ -1,7 +1,8 @@
-"""The cost benchmarks in their shortest form (``python -m bench.tracing_cost``, ``python -m bench.ops_cost``):
-every server answers without errors and the feature under test really works during the run (the traced
-server exports to the bench's OTLP sink; the ops server mirrors and captures). No speed thresholds: the
-figures are the benches' to print."""
+"""The cost benchmarks in their shortest form (``python -m bench.tracing_cost``, ``python -m bench.ops_cost``,
+``python -m bench.off_cost``): every server answers without errors, its CPU time per request is measured,
+and the feature under test really works during the run (the traced server exports to the bench's OTLP
+sink; the ops server mirrors and captures; the older commit runs from its own worktree). No speed
+thresholds: the figures are the benches' to print."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def run_bench(module: str, tmp_path: Path, *extra: str) -> tuple[dict[str, Any],
     doc = json.loads(out.read_text())
     for mode, (result,) in doc["runs"].items():
         assert result["requests"] > 0 and result["non2xx"] == 0 and result["socket_errors"] == 0, mode
+        assert result["server_cpu_s"] > 0 and result["cpu_us_per_request"] > 0, mode
     return doc, run.stdout
 
 
@@ -50,3 +52,13 @@ def test_ops_cost_bench_runs_plain_and_ops(tmp_path: Path) -> None:
     requests = doc["runs"]["ops"][0]["requests"]
     assert doc["captured"] > 0 and doc["captured"] + doc["capture_dropped"] >= requests
     assert "ops vs plain:" in stdout and "budget: ops within 10%" in stdout
+
+
+def test_off_cost_bench_runs_an_older_commit_beside_this_tree(tmp_path: Path) -> None:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    doc, stdout = run_bench("bench.off_cost", tmp_path, "--against", head)
+    assert set(doc["runs"]) == {head, "off", "default"}
+    assert f"off vs {head}:" in stdout and "round by round" in stdout
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "off-cost-" not in worktrees  # the older commit's worktree is removed afterwards
