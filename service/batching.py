@@ -2,7 +2,9 @@
 
 One :class:`Batcher` per served model version. Requests queue up; a single loop takes as many queued
 rows as fit into ``max_batch_size``, merges them into one batch, runs the runtime on a dedicated
-thread (the event loop keeps accepting requests meanwhile) and splits the result back. While the
+thread (the event loop keeps accepting requests meanwhile) and splits the result back. A batch whose
+call is expected to be short (``inline_s``; CPU runtimes only) runs on the event loop instead: the two
+thread hand-offs cost more than such a call. While the
 runtime is busy, new requests accumulate, so batches grow with load by themselves ("natural"
 batching) and a lone client never waits for company unless ``max_wait_ms`` asks for it. A request
 with more rows than ``max_batch_size`` is split into chunks and reassembled.
@@ -114,8 +116,14 @@ class Batcher:
         max_queue_delay_ms: float = 500.0,
         on_batch: BatchObserver | None = None,
         on_drop: DropObserver | None = None,
+        inline_s: float = 0.0,
     ) -> None:
         self._run = run
+        self.inline_s = inline_s
+        """A batch whose runtime call is expected to take at most this long runs on the event loop itself
+        instead of the runtime thread (0: never)."""
+        self._call_s = 0.0  # decayed sums: the runtime calls alone, and their rows
+        self._call_rows = 0.0
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue_rows = max_queue_rows
@@ -292,10 +300,15 @@ class Batcher:
         batch = _concat([i.inputs for i in live])
         self._running_rows = total
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+            if self._inline(total):
+                outputs = self._run(batch)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
         finally:
             self._running_rows = 0
         finished = perf_counter()
+        self._call_s = self._call_s * DECAY + (finished - started)
+        self._call_rows = self._call_rows * DECAY + total
         # While busy back to back, a batch costs the time since the previous one ended: that counts the
         # event loop's share of the CPU (decoding, merging, encoding) as well as the runtime's.
         begin = started if self._busy_since is None else self._busy_since
@@ -313,6 +326,16 @@ class Batcher:
                 part = outputs if len(live) == 1 else _slice(outputs, offset, offset + item.rows)
                 item.future.set_result((part, Timing(started - item.enqueued, finished - started, total)))
             offset += item.rows
+
+    def _inline(self, rows: int) -> bool:
+        """Whether a batch of ``rows`` runs on the event loop: its call is expected (from recent calls,
+        so never the first) to take at most :attr:`inline_s`. The hand-off to the runtime thread and
+        back costs a lone request about as much as the CNN's whole computation."""
+        return (
+            self.inline_s > 0
+            and self._call_rows > 0
+            and self._call_s / self._call_rows * rows <= self.inline_s
+        )
 
     async def close(self) -> None:
         """Stop the loop; queued requests fail with 503 (callers drain in-flight work first)."""

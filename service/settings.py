@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         1, ge=0, description="ONNX Runtime intra-op threads per session (0 = ORT default)."
     )
+    inline_run_us: float = Field(
+        300.0,
+        ge=0,
+        description="A batch a CPU runtime (ONNX Runtime's CPU provider, OpenVINO on CPU) is expected to "
+        "finish within this many microseconds (from its recent calls) runs on the event loop instead of "
+        "the runtime thread, which saves the two thread hand-offs; 0 = always on the runtime thread.",
+    )
     onnx_strict_providers: bool = Field(
         False,
         description="A configured ONNX Runtime provider that is not available fails the version's load "

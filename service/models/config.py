@@ -71,6 +71,7 @@ class ModelSettings:
     max_queue_rows: int
     max_queue_delay_ms: float
     precision: str = "fp32"
+    inline_run_us: float = 300.0
     capture_percent: float = 0.0
     feedback: bool = False
     feedback_keep_s: float = 86400.0
@@ -194,6 +195,7 @@ class ModelPolicy(BaseModel):
             max_queue_rows=_pick(self.max_queue_rows, settings.max_queue_rows),
             max_queue_delay_ms=_pick(self.max_queue_delay_ms, settings.max_queue_delay_ms),
             precision=_pick(self.precision, settings.precision),
+            inline_run_us=settings.inline_run_us,
             capture_percent=_pick(self.capture.percent, settings.capture_percent),
             feedback=self.feedback.enabled,
             feedback_keep_s=_pick(self.feedback.keep_s, settings.feedback_keep_s),

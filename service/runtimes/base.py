@@ -36,6 +36,10 @@ class Runtime(ABC):
     platform: str = "unknown"
     precision: str = "fp32"
     """The numeric precision really in use (fp32, int8, bf16); fixed once loaded."""
+    inline_ok: bool = False
+    """Whether short batches may run on the event loop (``inline_run_us``): a CPU runtime whose calls
+    take a steady time. Accelerators (an engine built on a new shape, a device sync) and the Python
+    frameworks (retracing) stay on the runtime thread."""
 
     def __init__(self, directory: Path, metadata: ModelMetadata) -> None:
         self.directory = directory

@@ -106,6 +106,10 @@ class OnnxRuntime(Runtime):
         self._session = None
 
     @property
+    def inline_ok(self) -> bool:  # type: ignore[override]
+        return self._session is not None and self._session.get_providers()[0] == "CPUExecutionProvider"
+
+    @property
     def provider(self) -> str:
         if self._session is None:
             return "none"

@@ -44,6 +44,7 @@ class OpenVinoRuntime(Runtime):
     """Runs the version's ONNX file (or its int8 variant) through one OpenVINO infer request."""
 
     name = "openvino"
+    inline_ok = DEVICE == "CPU"
     platform = PLATFORMS["openvino"]
 
     def __init__(

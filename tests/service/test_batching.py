@@ -20,10 +20,12 @@ class RecordingRuntime:
         self.sizes: list[int] = []
         self.delay = delay
         self.threads: set[str] = set()
+        self.last_thread = ""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.sizes.append(len(batch["x"]))
-        self.threads.add(threading.current_thread().name)
+        self.last_thread = threading.current_thread().name
+        self.threads.add(self.last_thread)
         time.sleep(self.delay)
         return {"y": batch["x"] * 2}
 
@@ -160,3 +162,35 @@ def test_runtime_returning_wrong_row_count_fails_the_batch_not_the_loop() -> Non
         await batcher.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("inline_us", "delay", "on_loop"),
+    [(300, 0.0, True), (300, 0.002, False), (0, 0.0, False)],
+    ids=["short-calls-inline", "long-calls-on-the-thread", "inline-off"],
+)
+def test_short_batches_run_on_the_event_loop_once_measured(
+    inline_us: float, delay: float, on_loop: bool
+) -> None:
+    """With ``inline_s``, a batch whose call is expected (from the calls before it) to fit runs on the event
+    loop's own thread; the first batch, longer ones and ``inline_s=0`` go to the runtime thread. (The
+    first calls on the thread include its start and the hand-offs, so the estimate takes a few batches
+    to come under 300 µs.)"""
+    runtime = RecordingRuntime(delay=delay)
+    batcher = Batcher(runtime, name="t", max_batch_size=8, max_wait_ms=0, max_queue_rows=100,
+                      inline_s=inline_us / 1e6)  # fmt: skip
+
+    async def main() -> list[str]:
+        seen = []
+        for i in range(12):
+            x = np.full((1, 3), float(i), np.float32)
+            outputs, _ = await batcher.submit({"x": x}, 1)
+            np.testing.assert_array_equal(outputs["y"], x * 2)
+            seen.append(runtime.last_thread)
+        await batcher.close()
+        return seen
+
+    loop_thread = threading.current_thread().name  # asyncio.run runs the loop on this thread
+    seen = asyncio.run(main())
+    assert seen[0] != loop_thread  # nothing measured yet: the runtime thread
+    assert all((name == loop_thread) is on_loop for name in seen[-4:]), seen

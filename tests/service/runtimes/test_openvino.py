@@ -51,7 +51,7 @@ def assert_same_answers(reference: np.ndarray, got: np.ndarray, tolerance: float
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_openvino_answers_like_onnx_runtime(trained_repo: Path, digits: np.ndarray, precision: str) -> None:
     ours, reference = runtime("openvino", trained_repo, precision), runtime("onnx", trained_repo, precision)
-    assert isinstance(ours, OpenVinoRuntime) and ours.precision == precision
+    assert isinstance(ours, OpenVinoRuntime) and ours.precision == precision and ours.inline_ok
     assert ours.provider == ("OpenVINO CPU" if precision == "fp32" else "OpenVINO CPU int8")
     assert_same_answers(
         reference.predict({"pixels": digits})["output_0"],

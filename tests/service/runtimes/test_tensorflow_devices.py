@@ -26,6 +26,7 @@ def test_the_saved_model_loads_on_the_cpu_and_agrees_with_onnx(trained_repo: Pat
     assert runtime.provider == "none"
     runtime.load()
     assert runtime.provider == "CPU"
+    assert not runtime.inline_ok  # a Python framework: always on the runtime thread
     (spec,) = metadata.inputs
     x = {spec.name: np.asarray(metadata.example[spec.name], np.float32)}
     reference = OnnxRuntime(directory, metadata, ["CPUExecutionProvider"], threads=1)
