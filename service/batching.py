@@ -278,6 +278,8 @@ class Batcher:
                 for item in live:
                     if not item.future.done():
                         item.future.set_exception(exc)
+            if self._pending:  # an inline batch never yielded: let the event loop run before the next one
+                await asyncio.sleep(0)
 
     def _live(self, items: list[_Item]) -> list[_Item]:
         """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
