@@ -42,7 +42,7 @@ from service.errors import (
     TimedOut,
 )
 from service.limits import DEFAULT_LIMITS, Limits
-from service.metrics import get_metrics
+from service.metrics import RequestSeries, get_metrics
 from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
 from service.ops import Operations, Served
@@ -244,14 +244,14 @@ class DataPlane:
             version_label = str(sv.version)
             if call is not None:
                 call.version = sv.version
-            inflight = metrics.inflight.labels(sv.name, version_label, request.protocol)
+            series = metrics.request_series(sv.name, version_label, request.protocol)
             sv.acquire()
-            inflight.inc()
+            series.inflight.inc()
             try:
-                arrays, outputs = await self._run(sv, request, metrics, trace)
+                arrays, outputs = await self._run(sv, request, series, trace)
             finally:
                 sv.release()
-                inflight.dec()
+                series.inflight.dec()
             request_id = request.request_id or (
                 call.request_id if call is not None else context.new_request_id()
             )
@@ -272,13 +272,14 @@ class DataPlane:
             error = InternalError()
             self._count(request.protocol, model_label, version_label, error, started)
             raise error from exc
-        self._count(request.protocol, sv.name, version_label, None, started)
+        series.success.inc()
+        series.latency.observe(perf_counter() - started)
         if trace is not None:
             trace.answered()
         return InferenceResponse(sv.name, sv.version, sv.runtime_kind, answer, request_id, variant)
 
     async def _run(
-        self, sv: ServedVersion, request: InferenceRequest, metrics: Any, trace: Trace | None = None
+        self, sv: ServedVersion, request: InferenceRequest, series: RequestSeries, trace: Trace | None = None
     ) -> tuple[Tensors, Tensors]:
         """The validated inputs and every output of the model for them (the queue and compute spans
         drawn on ``trace`` afterwards, from the batcher's timing)."""
@@ -302,22 +303,17 @@ class DataPlane:
                     "the request's deadline passed before its answer was ready",
                     queued_rows=batcher.queued_rows,
                 ) from None
-        metrics.queue.labels(sv.name, str(sv.version)).observe(timing.queue_s)
-        metrics.compute.labels(sv.name, str(sv.version)).observe(timing.compute_s)
+        series.queue.observe(timing.queue_s)
+        series.compute.observe(timing.compute_s)
         if trace is not None:
             trace.batched(sv.name, sv.version, rows, submitted, timing)
         return arrays, outputs
 
-    def _count(
-        self, protocol: str, model: str, version: str, error: ServingError | None, started: float
-    ) -> None:
+    def _count(self, protocol: str, model: str, version: str, error: ServingError, started: float) -> None:
+        """Count a failed request (answered ones count through their bound :class:`RequestSeries`)."""
         metrics = get_metrics()
-        code = error.http_status if error is not None else 200
-        outcome = (
-            "success"
-            if error is None
-            else _OUTCOMES.get(code, "client_error" if code < 500 else "server_error")
-        )
+        code = error.http_status
+        outcome = _OUTCOMES.get(code, "client_error" if code < 500 else "server_error")
         metrics.requests.labels(model, version, protocol, str(code), outcome).inc()
         metrics.latency.labels(model, version, protocol).observe(perf_counter() - started)
         if isinstance(error, Overloaded):

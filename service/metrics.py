@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.075,
@@ -23,12 +25,27 @@ BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 167772
 ERROR_BUCKETS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
+@dataclass(frozen=True, slots=True)
+class RequestSeries:
+    """The series an answered inference request of one model version and protocol touches, bound once
+    (a ``labels()`` look-up costs about as much as the observation itself)."""
+
+    inflight: Any
+    latency: Any
+    queue: Any
+    compute: Any
+    success: Any
+    """``serving_requests_total{code="200", outcome="success"}``."""
+
+
 class Metrics:
     """Holds every metric object; one instance per process."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
+        self._series: dict[tuple[str, str, str], RequestSeries] = {}
+        self._payload: dict[tuple[str, str], tuple[Any, Any]] = {}
         mv = ["model", "version"]
         mvp = ["model", "version", "protocol"]
         self.requests = Counter(
@@ -213,6 +230,21 @@ class Metrics:
             time.sleep(interval_s)
             self.sample_process()
 
+    def request_series(self, model: str, version: str, protocol: str) -> RequestSeries:
+        """The bound series of a served ``model`` version (registry names only: the cache is bounded by
+        the versions and protocols served)."""
+        key = (model, version, protocol)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = RequestSeries(
+                self.inflight.labels(*key),
+                self.latency.labels(*key),
+                self.queue.labels(model, version),
+                self.compute.labels(model, version),
+                self.requests.labels(*key, "200", "success"),
+            )
+        return series
+
     def set_state(self, model: str, version: int, state: StrEnum) -> None:
         """Mark ``state`` as the one state of a model version; every other member of its enum
         (:class:`service.models.version.State`) goes to 0."""
@@ -229,5 +261,9 @@ def get_metrics() -> Metrics:
 def observe_payload(model: str, protocol: str, request_bytes: int, response_bytes: int) -> None:
     """Record the request and response body sizes of one answered request."""
     m = get_metrics()
-    m.request_bytes.labels(model, protocol).observe(request_bytes)
-    m.response_bytes.labels(model, protocol).observe(response_bytes)
+    key = (model, protocol)
+    series = m._payload.get(key)
+    if series is None:
+        series = m._payload[key] = (m.request_bytes.labels(*key), m.response_bytes.labels(*key))
+    series[0].observe(request_bytes)
+    series[1].observe(response_bytes)

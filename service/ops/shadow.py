@@ -233,7 +233,7 @@ class Shadow:
         from service.dataplane import validate_inputs  # the data plane imports this package
 
         try:  # the group's inputs share names, row shapes and dtypes (_same): one check serves them all
-            given: dict[str | None, np.ndarray] = dict(group[0].inputs)
+            given: dict[str | None, np.ndarray] = {k: a for k, a in group[0].inputs.items()}
             first, _ = validate_inputs(target.metadata, given, True, self.limits)
         except ServingError:
             return self._drop(model, mirror, "incompatible", len(group))
