@@ -21,17 +21,14 @@ Example::
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from bench import sidebyside
 from bench.config import ROOT
-from bench.sidebyside import errors, native_json, report, run_rounds, start_server, wait_all
-from bench.wrk import wrk_available
+from bench.sidebyside import errors, report, run_rounds, save_json, start_server, stop_all, wait_all
 
 
 def worktree(commit: str, target: Path) -> Path:
@@ -53,11 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--against", required=True, help="the older commit (any git revision)")
     ap.add_argument("--json", type=Path, help="also write the runs and medians here")
     a = ap.parse_args(argv)
-    if not wrk_available():
-        print("wrk and taskset are needed (apt-get install wrk)", file=sys.stderr)
+    ready = sidebyside.setup(a, "off-cost-")
+    if ready is None:
         return 2
-    work = Path(tempfile.mkdtemp(prefix="off-cost-"))
-    model, scenario, script = native_json(a.repo, a.model, work)
+    work, model, scenario, script = ready
     version_dir = model.onnx_path.parent
     repos = {}
     for mode in ("old", "off", "default"):
@@ -81,19 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             runs = run_rounds(servers, scenario, script, a.rounds, a.concurrency, a.duration, a.warmup)
         finally:
-            for proc, _ in servers.values():
-                proc.stop()
+            stop_all(servers)
     finally:
         remove_worktree(old)
     medians = report(runs)
     if a.json:
-        doc = {
-            "args": {k: str(v) for k, v in vars(a).items()},
-            "medians": medians,
-            "runs": {m: [r.as_dict() for r in rs] for m, rs in runs.items()},
-        }
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(doc, indent=1))
+        save_json(a.json, a, medians, runs)
     return 1 if errors(runs) else 0
 
 

@@ -23,12 +23,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from bench import sidebyside
-from bench.sidebyside import errors, native_json, report, run_rounds, start_server, wait_all
-from bench.wrk import wrk_available
+from bench.sidebyside import errors, report, run_rounds, save_json, start_server, stop_all, wait_all
 from service.client import compare
 
 BUDGET = 0.10
@@ -53,11 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shadow-percent", type=float, default=10.0)
     ap.add_argument("--json", type=Path, help="also write the runs, medians and feature counts here")
     a = ap.parse_args(argv)
-    if not wrk_available():
-        print("wrk and taskset are needed (apt-get install wrk)", file=sys.stderr)
+    ready = sidebyside.setup(a, "ops-cost-")
+    if ready is None:
         return 2
-    work = Path(tempfile.mkdtemp(prefix="ops-cost-"))
-    model, scenario, script = native_json(a.repo, a.model, work)
+    work, model, scenario, script = ready
     version_dir = model.onnx_path.parent
     plain = write_repo(version_dir, model.name, work / "plain-repo", "")
     features = f"    capture: {{percent: {a.capture_percent:g}}}\n" if a.capture_percent > 0 else ""
@@ -77,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = run_rounds(servers, scenario, script, a.rounds, a.concurrency, a.duration, a.warmup)
         samples = compare.model_samples(compare.scrape(servers["ops"][1]), model.name)
     finally:
-        for proc, _ in servers.values():
-            proc.stop()  # the capture writers close their files at shutdown
+        stop_all(servers)  # the capture writers close their files at shutdown
     medians = report(runs)
     captured = sum(len(p.read_bytes().splitlines()) for p in capture_dir.glob("*.jsonl*"))
     mirrored = sum(compare.by(samples, "serving_shadow_requests_total").values())
@@ -91,12 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         f"budget: ops within {BUDGET:.0%} of plain: {'yes' if change >= -BUDGET else 'NO'} ({100 * change:+.1f} %)"
     )
     if a.json:
-        doc = {"args": {k: str(v) for k, v in vars(a).items()}, "medians": medians,
-               "runs": {m: [r.as_dict() for r in rs] for m, rs in runs.items()},
-               "shadow_requests": mirrored, "shadow_dropped": dropped, "captured": captured,
-               "capture_dropped": capture_dropped}  # fmt: skip
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(doc, indent=1))
+        save_json(a.json, a, medians, runs, shadow_requests=mirrored, shadow_dropped=dropped, captured=captured,
+                  capture_dropped=capture_dropped)  # fmt: skip
     return 1 if errors(runs) or mirrored == 0 or captured == 0 else 0
 
 

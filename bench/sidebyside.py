@@ -1,7 +1,7 @@
 """Our servers side by side on one machine, driven by wrk in rotating turns (the cost benchmarks).
 
-Shared by :mod:`bench.tracing_cost` and :mod:`bench.ops_cost`: each mode is one of our servers with its
-own environment (and repository); :func:`run_rounds` measures every mode once per round, the order
+Shared by :mod:`bench.tracing_cost`, :mod:`bench.ops_cost` and :mod:`bench.off_cost`: each mode is one of
+our servers with its own environment (and repository); :func:`run_rounds` measures every mode once per round, the order
 rotating each round so a drift of the shared machine hits every mode alike, and :func:`report` prints
 the medians and each mode's change against the first. Beside req/s each run records the server's CPU time
 per answered request (every process of its tree, user + system): on a shared 2-core machine throughput
@@ -11,8 +11,11 @@ swings by tens of percent between runs of one mode, CPU per request far less, so
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from bench.config import ROOT, Scenario
 from bench.procs import ServerProcess, answered, free_port
 from bench.servers import PROJECT_BIN
 from bench.synthetic import write_synthetic_cnn
-from bench.wrk import WrkResult, run_wrk, write_script
+from bench.wrk import WrkResult, run_wrk, write_script, wrk_available
 
 Servers = dict[str, tuple[ServerProcess, str]]
 """Mode name -> (its server process, its base URL), the first mode the baseline."""
@@ -71,6 +74,32 @@ def native_json(repo: Path, name: str, work: Path) -> tuple[ModelInfo, Scenario,
         model = find_model(work / "repo", name)
     scenario = write_scenarios(model, work / "bodies")["native-json"]
     return model, scenario, write_script(scenario, work)
+
+
+def setup(a: argparse.Namespace, prefix: str) -> tuple[Path, ModelInfo, Scenario, Path] | None:
+    """A fresh work folder, the model of ``a.repo``/``a.model`` (else the synthetic CNN), its single-image
+    native JSON scenario and wrk script; ``None`` (said on stderr) when wrk is missing."""
+    if not wrk_available():
+        print("wrk and taskset are needed (apt-get install wrk)", file=sys.stderr)
+        return None
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    return (work, *native_json(a.repo, a.model, work))
+
+
+def stop_all(servers: Servers) -> None:
+    for proc, _ in servers.values():
+        proc.stop()
+
+
+def save_json(
+    path: Path, a: argparse.Namespace, medians: dict[str, dict[str, float]], runs: dict[str, list[Run]],
+    **extra: object,
+) -> None:  # fmt: skip
+    """The arguments, medians and every run (plus ``extra``) as one JSON document at ``path``."""
+    doc = {"args": {k: str(v) for k, v in vars(a).items()}, "medians": medians,
+           "runs": {m: [r.as_dict() for r in rs] for m, rs in runs.items()}, **extra}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
 
 
 def wait_all(servers: Servers, scenario: Scenario, timeout_s: float = 180) -> None:

@@ -15,17 +15,14 @@ Example::
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from bench import sidebyside
-from bench.sidebyside import errors, native_json, report, run_rounds, start_server, wait_all
-from bench.wrk import wrk_available
+from bench.sidebyside import errors, report, run_rounds, save_json, start_server, stop_all, wait_all
 
 
 class Sink(ThreadingHTTPServer):
@@ -64,11 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the runs and medians here")
     a = ap.parse_args(argv)
     ratios = [float(r) for r in a.ratios.split(",") if r]
-    if not wrk_available():
-        print("wrk and taskset are needed (apt-get install wrk)", file=sys.stderr)
+    ready = sidebyside.setup(a, "tracing-cost-")
+    if ready is None:
         return 2
-    work = Path(tempfile.mkdtemp(prefix="tracing-cost-"))
-    model, scenario, script = native_json(a.repo, a.model, work)
+    work, model, scenario, script = ready
     repo = model.onnx_path.parents[2]
     sink = Sink()
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -84,16 +80,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{a.workers} workers per server, {a.rounds} x {a.duration:g} s per mode")  # fmt: skip
         runs = run_rounds(servers, scenario, script, a.rounds, a.concurrency, a.duration, a.warmup)
     finally:
-        for proc, _ in servers.values():
-            proc.stop()
+        stop_all(servers)
         sink.shutdown()
     medians = report(runs)
     print(f"OTLP exports received: {sink.exports} ({sink.bytes:,} bytes)")
     if a.json:
-        doc = {"args": {k: str(v) for k, v in vars(a).items()}, "medians": medians,
-               "runs": {m: [r.as_dict() for r in rs] for m, rs in runs.items()},
-               "exports": sink.exports, "export_bytes": sink.bytes}  # fmt: skip
-        a.json.write_text(json.dumps(doc, indent=1))
+        save_json(a.json, a, medians, runs, exports=sink.exports, export_bytes=sink.bytes)
     return 1 if errors(runs) or (max(ratios, default=0) > 0 and sink.exports == 0) else 0
 
 
