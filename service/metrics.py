@@ -16,6 +16,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+from service.metric_buffer import buffered
+
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.03, 0.05, 0.075,
     0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -45,7 +47,7 @@ class Metrics:
         from prometheus_client import Counter, Gauge, Histogram
 
         self._series: dict[tuple[str, str, str], RequestSeries] = {}
-        self._payload: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._bound: dict[tuple[Any, tuple[str, ...]], Any] = {}
         mv = ["model", "version"]
         mvp = ["model", "version", "protocol"]
         self.requests = Counter(
@@ -237,12 +239,22 @@ class Metrics:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = RequestSeries(
-                self.inflight.labels(*key),
-                self.latency.labels(*key),
-                self.queue.labels(model, version),
-                self.compute.labels(model, version),
-                self.requests.labels(*key, "200", "success"),
+                self.bound(self.inflight, *key),
+                self.bound(self.latency, *key),
+                self.bound(self.queue, model, version),
+                self.bound(self.compute, model, version),
+                self.bound(self.requests, *key, "200", "success"),
             )
+        return series
+
+    def bound(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once and written once per loop iteration
+        (:mod:`service.metric_buffer`): for the series every answered request touches. Label values
+        must come from a bounded set (registry names, route names, status codes)."""
+        key = (metric, labels)
+        series = self._bound.get(key)
+        if series is None:
+            series = self._bound[key] = buffered(metric.labels(*labels))
         return series
 
     def set_state(self, model: str, version: int, state: StrEnum) -> None:
@@ -261,9 +273,5 @@ def get_metrics() -> Metrics:
 def observe_payload(model: str, protocol: str, request_bytes: int, response_bytes: int) -> None:
     """Record the request and response body sizes of one answered request."""
     m = get_metrics()
-    key = (model, protocol)
-    series = m._payload.get(key)
-    if series is None:
-        series = m._payload[key] = (m.request_bytes.labels(*key), m.response_bytes.labels(*key))
-    series[0].observe(request_bytes)
-    series[1].observe(response_bytes)
+    m.bound(m.request_bytes, model, protocol).observe(request_bytes)
+    m.bound(m.response_bytes, model, protocol).observe(response_bytes)

@@ -41,7 +41,6 @@ class FastLane:
         self.bento = bento
         self.ours = ours
         self.timeout_s = timeout_s
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_ours(scope["path"]):
@@ -75,13 +74,6 @@ class FastLane:
         """Count the answer (BentoML's request metrics no longer see these routes)."""
         api = api_of(scope["path"])
         method = scope["method"] if scope["method"] in METHODS else "OTHER"  # bounded label values
-        key = (api, method, status)
-        series = self._series.get(key)
-        if series is None:
-            metrics = get_metrics()
-            series = self._series[key] = (
-                metrics.http_requests.labels(api, method, str(status)),
-                metrics.http_latency.labels(api),
-            )
-        series[0].inc()
-        series[1].observe(seconds)
+        metrics = get_metrics()
+        metrics.bound(metrics.http_requests, api, method, str(status)).inc()
+        metrics.bound(metrics.http_latency, api).observe(seconds)

@@ -31,7 +31,8 @@ from service.protocols.http import (
     json_response,
     read_body,
 )
-from service.protocols.json import json_to_array, loads
+from service.protocols.json import json_to_array, loads_with_tensors
+from service.protocols.tensor_json import Path
 
 PROTOCOL = "native"
 
@@ -85,13 +86,18 @@ def _admitted(dataplane: DataPlane, payload: Any) -> AbstractContextManager[Tick
     return dataplane.admitted(PROTOCOL, model, version, label)
 
 
+def _is_tensor(path: Path) -> bool:
+    """``inputs`` itself, or one of its named inputs."""
+    return path[0] == "inputs" and (len(path) == 1 or (len(path) == 2 and isinstance(path[1], str)))
+
+
 @guarded
 async def predict(request: Request) -> Response:
     """Run one (batched) prediction."""
     dataplane = dataplane_of(request)
     deadline = deadline_of(request)
     body = await read_body(request)
-    payload = loads(body)
+    payload = loads_with_tensors(body, _is_tensor, dataplane.limits)
     with _admitted(dataplane, payload) as ticket:
         infer = parse_predict(payload, dataplane.limits)
         del payload  # its Python lists must not live through the wait (garbage collection scans them)

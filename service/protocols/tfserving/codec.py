@@ -105,6 +105,8 @@ def parse_predict(payload: Any, limits: Limits = DEFAULT_LIMITS) -> tuple[dict[s
         )
     if "instances" in payload:
         instances = payload["instances"]
+        if isinstance(instances, np.ndarray):  # numbers already read (service.protocols.tensor_json)
+            return {None: json_to_array(instances, "instances", limits)}, True
         if not isinstance(instances, list) or not instances:
             raise InvalidInput("'instances' must be a non-empty list")
         if isinstance(instances[0], dict):

@@ -18,7 +18,8 @@ from service.errors import ServingError
 from service.metrics import observe_payload
 from service.protocols.common import parse_version
 from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
-from service.protocols.json import loads
+from service.protocols.json import loads_with_tensors
+from service.protocols.tensor_json import Path
 from service.protocols.tfserving.codec import decode_b64, format_outputs, parse_predict
 from service.protocols.tfserving.spec import model_status, signature_def_map
 
@@ -37,6 +38,13 @@ def _target(request: Request) -> tuple[str, int | None, str | None]:
     return params["model"], parse_version(params.get("version")), params.get("label")
 
 
+def _is_tensor(path: Path) -> bool:
+    """Row format's ``instances`` (unnamed), or columnar ``inputs`` itself or one of its names."""
+    if path[0] == "instances":
+        return len(path) == 1
+    return path[0] == "inputs" and (len(path) == 1 or (len(path) == 2 and isinstance(path[1], str)))
+
+
 @tf_guarded
 async def predict(request: Request) -> Response:
     dataplane = dataplane_of(request)
@@ -44,7 +52,7 @@ async def predict(request: Request) -> Response:
     deadline = deadline_of(request)
     with dataplane.admitted(PROTOCOL, name, version, label) as ticket:
         body = await read_body(request)
-        payload = loads(body)
+        payload = loads_with_tensors(body, _is_tensor, dataplane.limits)
         if b'"b64"' in body:
             payload = decode_b64(payload, dataplane.limits.max_json_depth + 2)
         inputs, row = parse_predict(payload, dataplane.limits)

@@ -15,7 +15,8 @@ import numpy as np
 from service.errors import InvalidInput
 from service.limits import DEFAULT_LIMITS, Limits
 from service.protocols.common import check_int_range, from_le_bytes, le_bytes, parse_timeout
-from service.protocols.json import dumps, json_to_array, loads
+from service.protocols.json import dumps, json_to_array, loads, loads_with_tensors
+from service.protocols.tensor_json import Path
 from service.protocols.v2.spec import CONTENTS_FIELDS, DATATYPES, datatype
 
 Arrays = dict[str | None, np.ndarray]
@@ -92,10 +93,12 @@ def array_from_values(name: str, values: np.ndarray, dtype_name: str, shape: lis
 
 
 # ----- REST: JSON and binary bodies ----------------------------------------------------------------
-def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+def split_body(
+    body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], memoryview]:
     """The JSON header and the binary remainder of a V2 request body."""
     if header_length is None:
-        payload = loads(body)
+        payload = loads_with_tensors(body, _is_tensor, limits)
         rest = memoryview(b"")
     else:
         if not (header_length.isascii() and header_length.isdigit()):
@@ -110,6 +113,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     if not isinstance(payload, dict):
         raise InvalidInput(f"expected a JSON object, got {type(payload).__name__}")
     return payload, rest
+
+
+def _is_tensor(path: Path) -> bool:
+    """An input's ``data``."""
+    return len(path) == 3 and path[0] == "inputs" and path[2] == "data"
 
 
 def decode_inputs(payload: dict[str, Any], binary: memoryview, limits: Limits = DEFAULT_LIMITS) -> Arrays:

@@ -60,7 +60,9 @@ async def infer(request: Request) -> Response:
     deadline = deadline_of(request)
     with dataplane.admitted(PROTOCOL, name, version) as ticket:
         body = await read_body(request)
-        payload, binary = split_body(body, request.headers.get("inference-header-content-length"))
+        payload, binary = split_body(
+            body, request.headers.get("inference-header-content-length"), dataplane.limits
+        )
         timeout = timeout_s(payload)
         inputs = decode_inputs(payload, binary, dataplane.limits)
         wanted, binary_out = requested_outputs(payload)

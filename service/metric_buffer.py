@@ -1,0 +1,92 @@
+"""Metric writes of the event loop, coalesced once per loop iteration.
+
+In BentoML's workers every Prometheus increment is a write to a shared memory-mapped file (a lock, a
+pid check and a struct pack: about 2.5 µs). An answered request touches sixteen values (in-flight,
+latency, queue and compute histograms, the success counter, body sizes, the HTTP pair), so at a few
+thousand requests a second that was a tenth of a worker's time. The series of the hot path are bound
+through :func:`buffered`: an increment made on an event loop is added to a per-thread table, and the
+table is written out by a callback the loop runs right after the callbacks already ready, once for
+every request that finished in that iteration (a batch of 64 answers makes one write per value, not 64).
+
+Nothing waits longer than the loop iteration it happened in: a scrape (which is another request, read
+in a later iteration) sees every answer already sent. Off a loop (runtime threads, the thread-pool
+gRPC paths) and for metric types this does not know, writes go straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from bisect import bisect_left
+from typing import Any
+
+_local = threading.local()
+
+
+def add(value: Any, amount: float) -> None:
+    """``value.inc(amount)`` at the end of this loop iteration (at once off a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        value.inc(amount)
+        return
+    pending: dict[Any, float] | None = getattr(_local, "pending", None)
+    if pending is None or _local.loop is not loop:  # first use in this thread, or a new loop
+        if pending:
+            _flush(pending)  # what a closed loop left behind
+        pending = _local.pending = {}
+        _local.loop = loop
+    if not pending:
+        loop.call_soon(_flush, pending)
+    pending[value] = pending.get(value, 0.0) + amount
+
+
+def _flush(pending: dict[Any, float]) -> None:
+    items = list(pending.items())
+    pending.clear()
+    for value, amount in items:
+        value.inc(amount)
+
+
+class BufferedValue:
+    """A bound Counter or Gauge child whose ``inc``/``dec`` go through :func:`add`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, child: Any) -> None:
+        self._value = child._value
+
+    def inc(self, amount: float = 1.0) -> None:
+        add(self._value, amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        add(self._value, -amount)
+
+
+class BufferedHistogram:
+    """A bound Histogram child whose ``observe`` goes through :func:`add` (no exemplars)."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Any) -> None:
+        self._sum = child._sum
+        self._buckets = list(child._buckets)
+        self._bounds = list(child._upper_bounds)
+
+    def observe(self, amount: float) -> None:
+        add(self._sum, amount)
+        index = bisect_left(self._bounds, amount)  # the first bucket whose bound is >= amount
+        if index < len(self._buckets):
+            add(self._buckets[index], 1.0)
+
+
+def buffered(child: Any) -> Any:
+    """``child`` (a bound series) with its writes coalesced per loop iteration; ``child`` itself for
+    what this does not know (a Gauge in ``mostrecent`` mode, a Summary, a library version without
+    these internals)."""
+    if hasattr(child, "_upper_bounds") and hasattr(child, "_sum") and hasattr(child, "_buckets"):
+        return BufferedHistogram(child)
+    known = type(child).__name__ in ("Counter", "Gauge") and hasattr(child, "_value")
+    if known and not getattr(child, "_is_most_recent", False):
+        return BufferedValue(child)
+    return child
