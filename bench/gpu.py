@@ -18,7 +18,7 @@ enforced). ``--quick`` runs small batches for a few seconds, on any device (the 
 3.12, JAX (with CUDA for a GPU) and the service's packages. The GPU machine has JAX, numpy, onnx, psutil,
 grpcio, protobuf, prometheus-client and pyyaml but not bentoml, keras, pydantic(-settings), orjson, starlette,
 uvicorn, httptools or tritonclient: ``bench/gpu.sh wheels`` downloads those (``bench/gpu_wheels.txt``,
-43 wheels, ~16 MB) into ``.whl/`` where pip works, and ``bench/gpu.sh`` installs them there before running.
+44 wheels, ~17 MB) into ``.whl/`` where pip works, and ``bench/gpu.sh`` installs them there before running.
 No TensorFlow is needed, and nothing is downloaded at run time.
 """
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES, QUICK_SIZES = (64, 1024, 8192), (8, 32, 64)
 TARGET_BATCH, TARGET_RATIO = 1024, 0.5
 NEEDS = {"jax": "jax", "keras": "keras", "bentoml": "bentoml", "pydantic_settings": "pydantic-settings",
-         "orjson": "orjson", "starlette": "starlette", "uvicorn": "uvicorn", "httptools": "httptools",
+         "orjson": "orjson", "simdjson": "pysimdjson", "starlette": "starlette", "uvicorn": "uvicorn", "httptools": "httptools",
          "tritonclient": "tritonclient", "swagger_ui_bundle": "swagger-ui-bundle-v2", "psutil": "psutil",
          "onnx": "onnx", "yaml": "pyyaml", "prometheus_client": "prometheus-client", "grpc": "grpcio"}  # fmt: skip
 

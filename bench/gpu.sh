@@ -8,7 +8,7 @@
 #
 # On the GPU machine (Python 3.12, JAX with CUDA, no TensorFlow, no package registry) the service's packages
 # (bentoml, keras, pydantic-settings, orjson, uvicorn, httptools, tritonclient, ...: bench/gpu_wheels.txt,
-# 43 wheels, ~16 MB) are missing. Download them where pip works (`bench/gpu.sh wheels`; add `/.whl/` to
+# 44 wheels, ~17 MB) are missing. Download them where pip works (`bench/gpu.sh wheels`; add `/.whl/` to
 # .git/info/exclude), carry `.whl` with the working tree, and this script installs them into /tmp/site
 # before the run. Budget: about 2 minutes there (build, raw, server start with 14 buckets compiled, service).
 set -euo pipefail
