@@ -101,13 +101,15 @@ def _tensor(node: Any, max_depth: int) -> tuple[np.ndarray, bytes]:
             raise _Ordinary  # an empty list, or too deep: the ordinary path reports it
         shape.append(len(probe))
         probe = probe[0]
-    del probe
-    try:
-        flat = np.frombuffer(node.as_buffer(of_type="i"), dtype=np.int64)
-    except ValueError:  # an integer outside int64
-        raise _Ordinary from None
-    except TypeError:  # a fractional number (or a non-number, which the skeleton rejects)
+    if isinstance(probe, float):  # a fractional number makes it float64: no integer pass first
         flat = _fractional(node)
+    else:
+        try:
+            flat = np.frombuffer(node.as_buffer(of_type="i"), dtype=np.int64)
+        except ValueError:  # an integer outside int64
+            raise _Ordinary from None
+        except TypeError:  # a fractional number further on (or a non-number: the skeleton rejects it)
+            flat = _fractional(node)
     if flat.size != prod(shape):
         raise _Ordinary
     return flat.reshape(shape), _regular(tuple(shape))
