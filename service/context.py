@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -79,6 +80,21 @@ def begin(request_id: str | None, route_key: str | None = None) -> Call:
     call = Call(new_request_id() if request_id is None else check_request_id(request_id), route_key)
     _current.set(call)
     return call
+
+
+def begin_from(pairs: Iterable[tuple[str | bytes, str | bytes]], sticky: str) -> Call:
+    """:func:`begin` with the request id and the sticky routing key (the header named ``sticky``, none
+    when empty) found among lower-case header or metadata ``pairs``: ASGI's byte pairs, Starlette's or
+    gRPC's string pairs (gRPC gives binary metadata as bytes)."""
+    request_id = route_key = None
+    sticky = sticky.lower()
+    for name, value in pairs:
+        key = name.decode("latin-1") if isinstance(name, bytes) else name
+        if key == REQUEST_ID_HEADER:
+            request_id = value.decode("latin-1") if isinstance(value, bytes) else value
+        elif sticky and key == sticky:
+            route_key = value.decode("latin-1") if isinstance(value, bytes) else value
+    return begin(request_id, route_key)
 
 
 def adopt(request_id: str | None, where: str) -> str | None:

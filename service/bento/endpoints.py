@@ -65,9 +65,8 @@ async def answered(ctx: Any, run: Callable[[], Awaitable[T]], traced: bool = Fal
     the cast only tells the type checker what BentoML already allows.
     """
     headers = ctx.request.headers
-    sticky = get_settings().sticky_header
     try:
-        call = context.begin(headers.get(context.REQUEST_ID_HEADER), headers.get(sticky) if sticky else None)
+        call = context.begin_from(headers.items(), get_settings().sticky_header)
     except ServingError as exc:
         return _failed(ctx, exc)
     trace = None

@@ -37,7 +37,7 @@ class Admission:
         self.app = app
         self.protocol_of = protocol_of
         """The ``protocol`` label of a path (for the rejection metrics)."""
-        self.sticky = sticky_header.lower().encode("latin-1")
+        self.sticky = sticky_header
         """The header whose value keeps a client on one traffic variant (empty: none)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -45,9 +45,8 @@ class Admission:
         if dataplane is None:  # lifespan, or an app without a data plane (static pages only)
             await self.app(scope, receive, send)
             return
-        request_id, route_key = self._ids(scope["headers"])
         try:
-            call = context.begin(request_id, route_key)
+            call = context.begin_from(scope["headers"], self.sticky)
         except ServingError as exc:  # a malformed X-Request-Id: 400, echoed nowhere
             await error_response(exc)(scope, receive, send)
             return
@@ -78,18 +77,7 @@ class Admission:
             call, self.protocol_of(path), carrier, **{"http.request.method": "POST", "url.path": path}
         )
 
-    def _ids(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-        """The request's ``X-Request-Id`` and sticky routing key header values (``None`` when absent)."""
-        request_id = route_key = None
-        for name, value in headers:
-            if name == REQUEST_ID:
-                request_id = value.decode("latin-1")
-            elif name == self.sticky:
-                route_key = value.decode("latin-1")
-        return request_id, route_key
 
-
-REQUEST_ID = context.REQUEST_ID_HEADER.encode()
 TRACE_ID = tracing.TRACE_ID_HEADER.encode()
 
 

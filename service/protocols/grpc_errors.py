@@ -34,22 +34,11 @@ async def abort(
 def open_call(grpc_context: grpc.aio.ServicerContext) -> context.Call:
     """The call context from the client's metadata: ``x-request-id`` (checked, or a new one) and the
     sticky routing key (the ``sticky_header`` setting, lower-cased as gRPC keys are)."""
-    request_id = route_key = None
-    sticky = _sticky_key()
-    for key, value in grpc_context.invocation_metadata() or ():
-        if key == context.REQUEST_ID_HEADER:
-            request_id = value if isinstance(value, str) else value.decode("latin-1")
-        elif key == sticky:
-            route_key = value if isinstance(value, str) else value.decode("latin-1")
-    return context.begin(request_id, route_key)
+    return context.begin_from(grpc_context.invocation_metadata() or (), get_settings().sticky_header)
 
 
 def _echo(call: context.Call | None) -> tuple[tuple[str, str], ...]:
     return () if call is None else call.echo()
-
-
-def _sticky_key() -> str:
-    return get_settings().sticky_header.lower()
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
