@@ -21,32 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from service import context
 from service.batching import Ticket
-from service.conversion import convert
 from service.errors import (
     ClientGone,
     InternalError,
-    InvalidInput,
     NotFound,
     Overloaded,
     ServingError,
     TimedOut,
 )
-from service.limits import DEFAULT_LIMITS, Limits
+from service.inference import InferenceRequest, InferenceResponse, Tensors, select_outputs, validate_inputs
+from service.limits import Limits
 from service.metrics import RequestSeries, get_metrics
 from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
 from service.ops import Operations, Served
-from service.schema import ModelMetadata, TensorSpec
 
 if TYPE_CHECKING:
     from service.tracing import Trace
@@ -54,110 +49,9 @@ if TYPE_CHECKING:
 __all__ = ["DataPlane", "InferenceRequest", "InferenceResponse", "State", "VersionView"]
 
 log = logging.getLogger("service.dataplane")
-Tensors = dict[str, np.ndarray]
 WATCH_AFTER_S = 0.02
 """A request expected to wait longer than this in the queue is watched for its client leaving (a watch
 costs two tasks, more than a short wait is worth)."""
-Watch = Callable[[Awaitable[Any]], Awaitable[Any]]
-"""Runs an awaitable but cancels it (raising :class:`ClientGone`) if the client goes away first."""
-
-
-@dataclass
-class InferenceRequest:
-    """A decoded request. ``inputs`` maps input names to arrays; ``None`` as the single key means
-    "the model's only input"."""
-
-    model: str
-    inputs: dict[str | None, np.ndarray]
-    protocol: str
-    version: int | None = None
-    label: str | None = None
-    outputs: list[str] | None = None
-    typed: bool = False
-    """Whether the arrays carry dtypes the client declared (V2 ``datatype``, TensorProto ``dtype``):
-    then only the model's dtype, or an integer dtype that converts to it exactly, is taken. Untyped
-    arrays (JSON numbers) are converted to the model's dtype when every value survives exactly."""
-    deadline: float | None = None
-    """Event-loop time (``loop.time()``) after which the answer is of no use: the request fails
-    with 504 / DEADLINE_EXCEEDED then, and queued work for it is dropped unrun."""
-    watch: Watch | None = None
-    """The transport's client-gone guard; used only while the request has to queue."""
-    ticket: Ticket | None = None
-    """The admission ticket (:meth:`DataPlane.admitted`), released when the request joins the queue."""
-    request_id: str | None = None
-    """The client's request id; ``None``: the call context's (:mod:`service.context`), or a new one."""
-
-
-@dataclass
-class InferenceResponse:
-    model: str
-    version: int
-    runtime: str
-    outputs: Tensors
-    request_id: str = ""
-    variant: str | None = None
-    """The traffic split's variant key (a label or version) when the split chose the version."""
-
-
-def _shape_ok(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
-    return len(shape) == len(spec.shape) and all(w in (-1, g) for w, g in zip(spec.shape, shape, strict=True))
-
-
-def validate_inputs(
-    metadata: ModelMetadata,
-    given: dict[str | None, np.ndarray],
-    typed: bool = False,
-    limits: Limits = DEFAULT_LIMITS,
-) -> tuple[Tensors, int]:
-    """Match ``given`` to the signature: names, numeric kind, shape (batch first), rows; convert to the
-    model dtype by the dtype rule (:func:`convert`), and refuse NaN and infinities."""
-    limits.check_count("inputs", len(given))
-    specs = {s.name: s for s in metadata.inputs}
-    if None in given:
-        if len(specs) != 1:
-            raise InvalidInput(f"model {metadata.name!r} has several inputs {sorted(specs)}; name each one")
-        named = {metadata.inputs[0].name: given[None]}
-    else:
-        named = {str(k): v for k, v in given.items()}
-    missing = sorted(set(specs) - set(named))
-    unknown = sorted(set(named) - set(specs))
-    if missing or unknown:
-        raise InvalidInput(
-            f"inputs do not match the signature of {metadata.name!r}: expected {sorted(specs)}, got {sorted(named)}",
-            expected=sorted(specs),
-            got=sorted(named),
-        )
-    arrays: Tensors = {}
-    rows: int | None = None
-    for name, spec in specs.items():
-        array = named[name]
-        if array.dtype.kind not in "iufb":
-            raise InvalidInput(
-                f"input {name!r}: expected {spec.dtype}, got {array.dtype}", expected=spec.dtype
-            )
-        if not _shape_ok(spec, array.shape):
-            raise InvalidInput(
-                f"input {name!r}: expected shape {spec.shape} (first dimension = batch), got {list(array.shape)}",
-                expected=spec.shape,
-                got=list(array.shape),
-            )
-        if array.shape[0] == 0:
-            raise InvalidInput(f"input {name!r} is empty: send at least one row")
-        if rows is not None and array.shape[0] != rows:
-            raise InvalidInput(f"inputs disagree on the batch size: {rows} vs {array.shape[0]} for {name!r}")
-        rows = array.shape[0]
-        limits.check_shape(name, array.shape)
-        arrays[name] = convert(name, array, np.dtype(spec.dtype), typed)
-    assert rows is not None
-    return arrays, rows
-
-
-def _select(outputs: Tensors, wanted: list[str]) -> Tensors:
-    """The requested outputs, 400 naming the model's outputs for an unknown one."""
-    unknown = [o for o in wanted if o not in outputs]
-    if unknown:
-        raise InvalidInput(f"unknown output(s) {unknown}; model outputs are {sorted(outputs)}")
-    return {o: outputs[o] for o in wanted}
 
 
 _OUTCOMES = {ClientGone.http_status: "cancelled", TimedOut.http_status: "timeout"}
@@ -255,7 +149,7 @@ class DataPlane:
             request_id = request.request_id or (
                 call.request_id if call is not None else context.new_request_id()
             )
-            answer = _select(outputs, request.outputs) if request.outputs else outputs
+            answer = select_outputs(outputs, request.outputs) if request.outputs else outputs
             if ops is not None:
                 ops.served(
                     Served(sv.name, sv.version, request.protocol, request_id, arrays, outputs,

@@ -28,7 +28,7 @@ from service.ops.shadow import Shadow
 from service.ops.traffic import TrafficSplit
 
 if TYPE_CHECKING:
-    from service.dataplane import InferenceRequest
+    from service.inference import InferenceRequest
     from service.models.config import RepositoryConfig
     from service.models.registry import ModelRegistry
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.errors import ServingError, Unavailable
+from service.inference import validate_inputs
 from service.limits import Limits
 from service.metrics import get_metrics
 from service.models.version import ServedVersion, State
@@ -230,8 +231,6 @@ class Shadow:
         if not _ready(target):  # unloaded while it waited
             return self._drop(model, mirror, "unavailable", len(group))
         assert target is not None and target.batcher is not None and target.metadata is not None
-        from service.dataplane import validate_inputs  # the data plane imports this package
-
         try:  # the group's inputs share names, row shapes and dtypes (_same): one check serves them all
             given: dict[str | None, np.ndarray] = {k: a for k, a in group[0].inputs.items()}
             first, _ = validate_inputs(target.metadata, given, True, self.limits)

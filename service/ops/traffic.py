@@ -32,7 +32,7 @@ from service.metrics import get_metrics
 from service.models.version import State
 
 if TYPE_CHECKING:
-    from service.dataplane import InferenceRequest
+    from service.inference import InferenceRequest
     from service.models.config import RepositoryConfig
     from service.models.registry import ModelRegistry
 
