@@ -25,11 +25,20 @@ _local = threading.local()
 
 def add(value: Any, amount: float) -> None:
     """``value.inc(amount)`` at the end of this loop iteration (at once off a loop)."""
+    table = _table()
+    if table is None:
+        value.inc(amount)
+    else:
+        table[value] = table.get(value, 0.0) + amount
+
+
+def _table() -> dict[Any, float] | None:
+    """This thread's table of pending increments, written out at the end of the running loop's
+    iteration; ``None`` off a loop."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        value.inc(amount)
-        return
+        return None
     pending: dict[Any, float] | None = getattr(_local, "pending", None)
     if pending is None or _local.loop is not loop:  # first use in this thread, or a new loop
         if pending:
@@ -38,7 +47,7 @@ def add(value: Any, amount: float) -> None:
         _local.loop = loop
     if not pending:
         loop.call_soon(_flush, pending)
-    pending[value] = pending.get(value, 0.0) + amount
+    return pending
 
 
 def _flush(pending: dict[Any, float]) -> None:
@@ -74,10 +83,17 @@ class BufferedHistogram:
         self._bounds = list(child._upper_bounds)
 
     def observe(self, amount: float) -> None:
-        add(self._sum, amount)
         index = bisect_left(self._bounds, amount)  # the first bucket whose bound is >= amount
-        if index < len(self._buckets):
-            add(self._buckets[index], 1.0)
+        bucket = self._buckets[index] if index < len(self._buckets) else None
+        table = _table()
+        if table is None:
+            self._sum.inc(amount)
+            if bucket is not None:
+                bucket.inc(1.0)
+            return
+        table[self._sum] = table.get(self._sum, 0.0) + amount
+        if bucket is not None:
+            table[bucket] = table.get(bucket, 0.0) + 1.0
 
 
 def buffered(child: Any) -> Any:
