@@ -28,7 +28,10 @@ from tests.service.modelfactory import write_scale_version
 
 pytestmark = pytest.mark.e2e
 DRAIN_S = 4.0
-FORWARD_S = 0.1
+FORWARD_S = 0.25
+# `bentoml serve` passes SIGTERM on to its workers within a few ms when it gets the CPU; with 8 HTTP and
+# 4 gRPC clients keeping both workers busy on 2 cores a full test run once saw an answer without
+# Connection: close more than 0.1 s after the signal
 # signal forwarded + gRPC stop begins: gRPC core cancels unmatched calls then (a CI run on a busy
 # 2-core machine saw one 0.38 s after the signal)
 STOP_S = 0.6
@@ -94,7 +97,10 @@ def test_sigterm_drains_http_and_grpc_clients_and_exits_0_in_time(tmp_path: Path
     ]
     assert after, "no HTTP request was answered after the signal: the connections were cut, not drained"
     # `bentoml serve` passes the signal on to its workers within a few ms (FORWARD_S allows for it)
-    assert all(o.closing for o in after if o.at > signalled + FORWARD_S), "answers while draining must close"
+    open_late = [round(o.at - signalled, 3) for o in after if o.at > signalled + FORWARD_S and not o.closing]
+    assert not open_late, (
+        f"answers while draining must close; these (s after the signal) did not: {open_late}"
+    )
     statuses = [(at - signalled, s) for at, s in readiness if at > signalled]
     first_503 = next((at for at, s in statuses if s == 503), None)
     assert first_503 is not None and first_503 < FORWARD_S, (
