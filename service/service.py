@@ -16,6 +16,7 @@ from pydantic import Field
 
 from service import tracing
 from service.bento import endpoints
+from service.bento.accept import patch_accept
 from service.bento.app import build_app
 from service.bento.drain import Drain, first_start, install_drain
 from service.bento.endpoints import ModelList, Prediction
@@ -37,6 +38,7 @@ from service.protocols.routes import BENTOML_API, tracing_exclusions
 from service.settings import get_settings
 
 patch_timeout_middleware()
+patch_accept()  # in each worker: new connections accepted in batches, not one per loop iteration
 settings = get_settings()
 if settings.reuse_port:
     listen_per_worker()  # in the `bentoml serve` process

@@ -1,4 +1,4 @@
-"""Every patch of BentoML 1.4 internals, in one file, each checked against what BentoML has.
+"""Every patch of BentoML 1.4 and uvicorn internals, each checked against what is installed.
 
 The causes were measured under load (README, "Serving under load"); ``bentoml`` is pinned ``<1.5``.
 Each patch first checks that the BentoML it meets still has what the patch replaces
@@ -14,6 +14,9 @@ the per-worker listener is applied only when both its sides (serve process and w
   whichever worker wakes first (16 connections on one of two workers halves throughput).
   :func:`listen_per_worker` and :func:`take_own_listener` give each worker a listening socket of its own
   with ``SO_REUSEPORT``; the kernel then spreads new connections over the workers.
+* uvloop (libuv) accepts one new connection per event-loop iteration, so under load a burst of new
+  connections waits seconds in the accept queue. :func:`service.bento.accept.patch_accept` makes
+  uvicorn accept in batches, as asyncio's listener does.
 * After the models are loaded, :func:`freeze_heap` moves the start-up objects out of the collector's
   view and raises the generation-0 threshold, so JSON-heavy requests stop triggering full collections.
 """
@@ -40,7 +43,7 @@ API_SOCKET = "_bento_api_server"  # the name BentoML gives its HTTP listening so
 WORKER_MODULE = "_bentoml_impl.worker.service"
 ASGIApp = Callable[..., Any]
 
-PATCHES = ("timeout_middleware", "listen_per_worker", "fast_lane")
+PATCHES = ("timeout_middleware", "listen_per_worker", "fast_lane", "batch_accept")
 """The patches by name (the ``patch`` label of ``serving_bentoml_patch_active``)."""
 ACTIVE: dict[str, bool] = dict.fromkeys(PATCHES, False)
 """Which patches this process applied."""
@@ -50,6 +53,8 @@ COST = {
     "listen_per_worker": "the workers share one socket: a burst of connections can land on one worker "
     "and halve throughput",
     "fast_lane": "every request goes through BentoML's middleware (about 15 % more CPU per request)",
+    "batch_accept": "a busy worker accepts one new connection per event-loop iteration: under load a "
+    "new connection's first request can wait seconds",
 }
 
 
@@ -77,6 +82,11 @@ REQUIRES = {
         "_bentoml_impl.server.serving:API_SERVER_NAME",
     ],
     "fast_lane": ["_bentoml_sdk.service.factory:Service.to_asgi"],
+    "batch_accept": [
+        "uvicorn.server:Server.startup",
+        "uvicorn.config:Config.load",
+        "_bentoml_impl.worker.service:main",
+    ],
 }
 """What each patch replaces or relies on, as ``module:attribute`` paths."""
 
@@ -93,10 +103,10 @@ def check_bentoml(patch: str) -> str | None:
             missing.append(WORKER_MODULE)
     if not missing:
         return None
-    return f"BentoML {version('bentoml')} has no {', '.join(missing)}"
+    return f"BentoML {version('bentoml')} with uvicorn {version('uvicorn')} has no {', '.join(missing)}"
 
 
-def _applicable(patch: str) -> bool:
+def applicable(patch: str) -> bool:
     """Check ``patch``; log why it is skipped and what that costs when it cannot apply."""
     problem = check_bentoml(patch)
     if problem is not None:
@@ -112,7 +122,7 @@ def report_patches(gauge: Any) -> None:
 
 def patch_timeout_middleware() -> None:
     """Replace ``TimeoutMiddleware.__call__`` with one that cancels its timer (idempotent)."""
-    if ACTIVE["timeout_middleware"] or not _applicable("timeout_middleware"):
+    if ACTIVE["timeout_middleware"] or not applicable("timeout_middleware"):
         return
     from bentoml._internal.server.http import traffic
 
@@ -169,7 +179,7 @@ def listen_per_worker() -> None:
     socket of its own (:func:`take_own_listener`), so the kernel spreads new connections over the
     workers. Runs when the service module is imported, which the CLI does before creating its sockets.
     """
-    if ACTIVE["listen_per_worker"] or not _applicable("listen_per_worker"):
+    if ACTIVE["listen_per_worker"] or not applicable("listen_per_worker"):
         return
     from circus.sockets import CircusSocket
 
@@ -244,7 +254,7 @@ def wrap_service(service: Any, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
     BentoML's worker builds its app with ``service.to_asgi()`` and hands it to uvicorn; the service
     class is a slotted attrs class, so the method is wrapped on the class, for this instance only.
     """
-    if ACTIVE["fast_lane"] or not _applicable("fast_lane"):
+    if ACTIVE["fast_lane"] or not applicable("fast_lane"):
         return
     cls = type(service)
     original = cls.to_asgi

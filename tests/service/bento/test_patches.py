@@ -49,13 +49,20 @@ def test_report_patches_sets_one_gauge_per_patch(monkeypatch: pytest.MonkeyPatch
     registry = CollectorRegistry()
     gauge = Gauge("serving_bentoml_patch_active", "test", ["patch"], registry=registry)
     monkeypatch.setattr(
-        patches, "ACTIVE", {"timeout_middleware": True, "listen_per_worker": False, "fast_lane": True}
+        patches,
+        "ACTIVE",
+        {"timeout_middleware": True, "listen_per_worker": False, "fast_lane": True, "batch_accept": True},
     )
     patches.report_patches(gauge)
     values = {
         p: registry.get_sample_value("serving_bentoml_patch_active", {"patch": p}) for p in patches.PATCHES
     }
-    assert values == {"timeout_middleware": 1.0, "listen_per_worker": 0.0, "fast_lane": 1.0}
+    assert values == {
+        "timeout_middleware": 1.0,
+        "listen_per_worker": 0.0,
+        "fast_lane": 1.0,
+        "batch_accept": 1.0,
+    }
 
 
 def test_worker_on_the_shared_socket_says_so(
