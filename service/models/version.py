@@ -129,6 +129,7 @@ class ServedVersion:
             on_batch=metrics.batch_size.labels(self.name, str(self.version)).observe,
             on_drop=lambda reason: metrics.dropped.labels(self.name, str(self.version), reason).inc(),
             inline_s=config.inline_run_us / 1e6 if runtime.inline_ok else 0.0,
+            cpu_timed=runtime.computes_on_caller,
         )
         self.load_seconds = perf_counter() - started
         self.drained.set()

@@ -40,6 +40,9 @@ class Runtime(ABC):
     """Whether short batches may run on the event loop (``inline_run_us``): a CPU runtime whose calls
     take a steady time. Accelerators (an engine built on a new shape, a device sync) and the Python
     frameworks (retracing) stay on the runtime thread."""
+    computes_on_caller: bool = False
+    """Whether a call computes on the calling thread alone (no pool of its own), so that thread's CPU
+    time is what the call costs, whatever else competes for the core."""
 
     def __init__(self, directory: Path, metadata: ModelMetadata) -> None:
         self.directory = directory

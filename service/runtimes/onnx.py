@@ -110,6 +110,10 @@ class OnnxRuntime(Runtime):
         return self._session is not None and self._session.get_providers()[0] == "CPUExecutionProvider"
 
     @property
+    def computes_on_caller(self) -> bool:  # type: ignore[override]
+        return self.inline_ok and self.threads == 1  # one intra-op thread: ORT runs on the caller's
+
+    @property
     def provider(self) -> str:
         if self._session is None:
             return "none"

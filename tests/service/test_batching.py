@@ -194,3 +194,91 @@ def test_short_batches_run_on_the_event_loop_once_measured(
     seen = asyncio.run(main())
     assert seen[0] != loop_thread  # nothing measured yet: the runtime thread
     assert all((name == loop_thread) is on_loop for name in seen[-4:]), seen
+
+
+class SpinningRuntime(RecordingRuntime):
+    """Computes for ``delay`` seconds of its thread's CPU (a busy wait, as a real model does), then sleeps
+    ``sleep`` seconds more (what waiting for the GIL or the core looks like from a wall clock)."""
+
+    def __init__(self, delay: float, sleep: float = 0.0) -> None:
+        super().__init__(delay=0.0)
+        self.spin, self.sleep = delay, sleep
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        end = time.thread_time() + self.spin
+        while time.thread_time() < end:
+            pass
+        time.sleep(self.sleep)
+        return super().__call__(batch)
+
+
+@pytest.mark.parametrize(("cpu_timed", "on_loop"), [(True, True), (False, False)])
+def test_a_call_is_judged_by_its_cpu_time_when_the_runtime_computes_on_its_thread(
+    cpu_timed: bool, on_loop: bool
+) -> None:
+    """A 50 µs computation that takes 5 ms of wall time on the runtime thread (as when the thread waits
+    for the GIL behind a busy event loop): judged by its CPU time it is short and runs inline; judged by
+    the wall clock it would stay on the thread for ever."""
+    runtime = SpinningRuntime(delay=0.00005, sleep=0.005)
+    batcher = Batcher(runtime, name="t", max_batch_size=8, max_wait_ms=0, max_queue_rows=100,
+                      inline_s=300e-6, cpu_timed=cpu_timed)  # fmt: skip
+
+    async def main() -> list[str]:
+        seen = []
+        for i in range(6):
+            await batcher.submit({"x": np.full((1, 3), float(i), np.float32)}, 1)
+            seen.append(runtime.last_thread)
+        await batcher.close()
+        return seen
+
+    loop_thread = threading.current_thread().name
+    seen = asyncio.run(main())
+    assert seen[0] != loop_thread
+    assert all((name == loop_thread) is on_loop for name in seen[2:]), seen
+
+
+def test_under_a_busy_event_loop_merged_batches_run_inline_and_a_lone_large_request_stays_on_the_thread() -> (
+    None
+):
+    """A 2 ms computation is over ``inline_s`` (300 µs) but under the 10 ms passes of a busy event loop
+    (a task hogging it): batches merged from several requests run inline, since on the thread each would
+    wait about a pass for its answer to be taken; the chunks of one large request keep to the thread."""
+    runtime = SpinningRuntime(delay=0.002)
+    batcher = Batcher(runtime, name="t", max_batch_size=4, max_wait_ms=0, max_queue_rows=10_000,
+                      inline_s=300e-6, cpu_timed=True)  # fmt: skip
+    loop_thread = threading.current_thread().name
+
+    async def hog(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            end = time.perf_counter() + 0.01
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+
+    async def main() -> tuple[list[str], list[str]]:
+        stop = asyncio.Event()
+        hogging = asyncio.create_task(hog(stop))
+        merged: list[str] = []
+        for round_ in range(8):  # 8 rounds of 8 one-row requests: batches of 4 merged rows
+            xs = [np.full((1, 3), float(round_ * 8 + i), np.float32) for i in range(8)]
+
+            async def one(x: np.ndarray) -> None:
+                out, _ = await batcher.submit({"x": x}, 1)
+                np.testing.assert_array_equal(out["y"], x * 2)
+                merged.append(runtime.last_thread)
+
+            await asyncio.gather(*(one(x) for x in xs))
+        large: list[str] = []
+        for _ in range(3):  # one 8-row request at a time: two 4-row chunks of one request each
+            x = np.ones((8, 3), np.float32)
+            out, _ = await batcher.submit({"x": x}, 8)
+            np.testing.assert_array_equal(out["y"], x * 2)
+            large.append(runtime.last_thread)
+        stop.set()
+        await hogging
+        await batcher.close()
+        return merged, large
+
+    merged, large = asyncio.run(main())
+    assert merged[-8:] == [loop_thread] * 8, merged
+    assert loop_thread not in large, large

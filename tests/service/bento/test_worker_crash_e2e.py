@@ -85,6 +85,10 @@ def test_a_killed_worker_is_restarted_and_only_its_in_flight_requests_fail(tmp_p
             "killing the worker failed nothing: the test did not hit the requests it had in flight"
         )
         restarted = next(p for p in workers(server) if p.pid not in {b.pid for b in before})
+        deadline = time.monotonic() + 60  # a loaded machine may take a while to import and load
+        while not any(c.status == psutil.CONN_LISTEN for c in restarted.net_connections("tcp")):
+            assert restarted.is_running() and time.monotonic() < deadline, server.log()[-4000:]
+            time.sleep(0.1)
         for _ in range(40):  # new connections reach the restarted worker too, and it answers
             assert requests.post(
                 f"{server.url}/v1/predict", json={"model": "m", "inputs": [[1, 2, 3, 4]]}, timeout=10

@@ -77,8 +77,10 @@ def test_version_swaps_under_load_fail_nothing(tmp_path: Path) -> None:
     assert not failures, f"{len(failures)} failed of {len(results)}: {sorted(set(failures))}"
     assert {v for _, v in results} == {1, 2, 3}
     assert len(results) > 200
+    # Version 2 lives for a moment only: the worker that answers the listing may have polled the
+    # repository only after it was gone again (a loaded machine polls late), and then never listed it.
     assert (
         states[3] == "ready"
         and states[1] in ("unloading", "unloaded")
-        and states[2] in ("unloading", "unloaded")
-    )
+        and states.get(2, "never seen by this worker") in ("unloading", "unloaded", "never seen by this worker")
+    ), states
