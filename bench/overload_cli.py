@@ -113,9 +113,13 @@ def start(server: str, model: ModelInfo, cfg: BenchConfig, work: Path, queue_del
         BENCH_QUEUE_DELAY_MS=str(queue_delay_ms), BENCH_MAX_BATCH=str(BIG),
     )  # fmt: skip
     launch = SERVERS[server].launch(model, cfg, work)
-    pin(launch.process, SERVER_CPU)
-    launch.process.wait_ready(launch.url + launch.ready_path, cfg.start_timeout_s)
-    pin(launch.process, SERVER_CPU)  # workers started after the first pass
+    try:
+        pin(launch.process, SERVER_CPU)
+        launch.process.wait_ready(launch.url + launch.ready_path, cfg.start_timeout_s)
+        pin(launch.process, SERVER_CPU)  # workers started after the first pass
+    except BaseException:
+        launch.process.stop()  # a server that never got ready is not left running
+        raise
     return launch
 
 
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     model = find_model(args.repo, args.model)
     cfg = BenchConfig(repo=args.repo, model=args.model, workers=1)
+    args.out = args.out.resolve()  # the peers run in folders of their own: no path relative to here
     args.out.mkdir(parents=True, exist_ok=True)
     os.sched_setaffinity(0, {CLIENT_CPU})
     multiples = [float(m) for m in args.multiples.split(",")]

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,9 @@ def launch_mlserver(model: ModelInfo, cfg: BenchConfig, work: Path) -> Launch:
 
 def launch_pytriton(model: ModelInfo, cfg: BenchConfig, work: Path) -> Launch:
     bindir = venvs.ensure("pytriton")
-    workspace = work / "pytriton-workspace"
-    shutil.rmtree(workspace, ignore_errors=True)  # PyTriton wants a fresh workspace each run
+    # PyTriton wants a fresh workspace each run, and makes Unix sockets in it: a short folder under the
+    # temp dir, since a socket path over 107 bytes fails the model's start (AF_UNIX path too long)
+    workspace = Path(tempfile.mkdtemp(prefix="pytriton-")) / "workspace"
     python = bindir / "python"
     libdir = venvs.libdir(python)
     port = free_port()
