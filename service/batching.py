@@ -47,6 +47,13 @@ BatchObserver = Callable[[int], None]
 DropObserver = Callable[[str], None]
 DECAY = 0.9
 """Weight of the past in the seconds-per-row average, per batch (about the last 10 batches count)."""
+
+
+def _average(past: float, sample: float) -> float:
+    """A decaying average (weight ``DECAY`` on the past) after one more ``sample``."""
+    return past * DECAY + sample * (1 - DECAY)
+
+
 MAX_INLINE_S = 0.02
 """The longest a busy event loop's pass may make an inline call or a run of them (see ``_inline_budget_s``)."""
 
@@ -195,7 +202,7 @@ class Batcher:
         """The reserved request leaves: queued after ``intake_s`` of reading and decoding, or failed."""
         self._reserved -= 1
         if intake_s is not None:
-            self._intake_s = self._intake_s * DECAY + intake_s * (1 - DECAY)
+            self._intake_s = _average(self._intake_s, intake_s)
 
     def admit(self, rows: int = 0) -> None:
         """Raise :class:`Unavailable`/:class:`Overloaded` unless a request of ``rows`` rows may queue now:
@@ -221,7 +228,7 @@ class Batcher:
         """Queue ``inputs`` (``rows`` rows) and wait for the outputs and the timing. ``deadline`` (event-loop
         time) lets the batcher drop the request unrun once it has passed."""
         self.admit(rows)
-        self._rows_per_request = self._rows_per_request * DECAY + rows * (1 - DECAY)
+        self._rows_per_request = _average(self._rows_per_request, rows)
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._task = loop.create_task(self._loop())
@@ -300,7 +307,7 @@ class Batcher:
                 await asyncio.sleep(0)
                 inline_since = perf_counter()
                 if ran_inline:  # after a batch on the thread, its hand-off measured the pass already
-                    self._pass_s = self._pass_s * DECAY + (inline_since - yielded) * (1 - DECAY)
+                    self._pass_s = _average(self._pass_s, inline_since - yielded)
 
     def _live(self, items: list[_Item]) -> list[_Item]:
         """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
@@ -333,9 +340,10 @@ class Batcher:
         finally:
             self._running_rows = 0
         finished = perf_counter()
-        call_s = min(finished - started, cpu_s) if self.cpu_timed else finished - started
+        wall_s = finished - started
+        call_s = min(wall_s, cpu_s) if self.cpu_timed else wall_s
         if not ran_inline and self.cpu_timed:  # the rest of the wall time: waiting for the loop to notice
-            self._pass_s = self._pass_s * DECAY + (finished - started - call_s) * (1 - DECAY)
+            self._pass_s = _average(self._pass_s, wall_s - call_s)
         self._call_s = self._call_s * DECAY + call_s
         self._call_rows = self._call_rows * DECAY + total
         # While busy back to back, a batch costs the time since the previous one ended: that counts the
