@@ -23,8 +23,12 @@ by rows; back to back, a batch costs the time since the previous one ended, so t
 of the CPU counts too) and so knows the wait a new request would have behind the queued rows. A request whose expected
 wait is over ``max_queue_delay_ms`` is rejected at once (:class:`Overloaded`, with a ``Retry-After`` of
 the time the backlog needs to come back under budget) instead of after the wait; ``max_queue_rows`` stays
-a hard cap. Queued requests whose deadline has passed, or whose caller has gone (the awaiting task was
-cancelled), are dropped before they run and reported to ``on_drop``.
+a hard cap. The estimate errs (batches vary, the loop's share of the core moves), so the batcher also
+checks what admitted requests then waited (admission to the start of their batch) and moves the
+threshold it admits at (:attr:`Batcher.admit_at_s`, at most the budget) until about
+:data:`TAIL` of them wait longer than the budget. Queued requests whose deadline has passed, or whose
+caller has gone (the awaiting task was cancelled), are dropped before they run and reported to
+``on_drop``.
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ def _average(past: float, sample: float) -> float:
     return past * DECAY + sample * (1 - DECAY)
 
 
+TAIL = 0.01
+"""The share of admitted requests that may wait longer than ``max_queue_delay_ms`` before their batch
+starts: the admission threshold settles where about this many do."""
+TAIL_STEP = 0.05
+"""How far one observed wait moves the admission threshold, as a share of the budget: down by about this
+much when a request waited longer than the budget, up by ``TAIL`` times this otherwise."""
+MIN_ADMIT_AT = 0.25
+"""The lowest the admission threshold goes, as a share of the budget."""
 MAX_INLINE_S = 0.02
 """The longest a busy event loop's pass may make an inline call or a run of them (see ``_inline_budget_s``)."""
 
@@ -81,6 +93,8 @@ class _Item:
     """Event-loop time after which the answer is of no use (``None``: no deadline)."""
     counted: bool = True
     """Whether dropping this item counts a request (the later chunks of a split request do not)."""
+    admitted_s: float = 0.0
+    """How long before it was queued the request was admitted (reading and decoding it)."""
     enqueued: float = field(default_factory=perf_counter)
     signature: tuple[tuple[str, tuple[int, ...], str], ...] = ()
 
@@ -108,12 +122,15 @@ class Ticket:
         self._batcher: Batcher | None = batcher
         self._issued = perf_counter()
 
-    def release(self, queued: bool = False) -> None:
+    def release(self, queued: bool = False) -> float:
         """Give the reservation back; ``queued``: the request now joins the queue, so the time since
-        admission (reading and decoding it) is what the next requests should expect too."""
+        admission (reading and decoding it) is what the next requests should expect too. Returns that
+        time (pass it to :meth:`Batcher.submit`)."""
+        held = perf_counter() - self._issued
         if self._batcher is not None:
-            self._batcher.unreserve(perf_counter() - self._issued if queued else None)
+            self._batcher.unreserve(held if queued else None)
             self._batcher = None
+        return held
 
 
 class Batcher:
@@ -147,6 +164,9 @@ class Batcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue_rows = max_queue_rows
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.admit_at_s = self.max_queue_delay_s
+        """The expected wait above which a request is rejected: the budget, lowered while more than
+        :data:`TAIL` of the admitted requests wait longer than the budget (see :meth:`_observe_wait`)."""
         self._on_batch = on_batch
         self._on_drop = on_drop
         self._pending: deque[_Item] = deque()
@@ -210,12 +230,15 @@ class Batcher:
         if self._closed:
             raise Unavailable("model version is shutting down; retry")
         expected = self.expected_delay_s()
-        if expected > self.max_queue_delay_s:
+        if expected > self.admit_at_s:
+            budget = f"this model's budget of {self.max_queue_delay_s * 1000:g} ms"
+            if self.admit_at_s < self.max_queue_delay_s:  # recent requests waited longer than expected
+                budget = f"{self.admit_at_s * 1000:.0f} ms, what {budget} admits while waits run over it"
             raise Overloaded(
-                f"expected queue wait {expected * 1000:.0f} ms is over this model's budget of "
-                f"{self.max_queue_delay_s * 1000:g} ms ({self._pending_rows} rows queued); retry later",
+                f"expected queue wait {expected * 1000:.0f} ms is over {budget} "
+                f"({self._pending_rows} rows queued); retry later",
                 "queue_delay",
-                max(1, math.ceil(expected - self.max_queue_delay_s)),
+                max(1, math.ceil(expected - self.admit_at_s)),
             )
         if self._pending_rows + self._reserved_rows + rows > self.max_queue_rows:
             raise Overloaded(
@@ -224,21 +247,26 @@ class Batcher:
                 max(1, math.ceil(expected)),
             )
 
-    async def submit(self, inputs: Batch, rows: int, deadline: float | None = None) -> tuple[Batch, Timing]:
+    async def submit(
+        self, inputs: Batch, rows: int, deadline: float | None = None, admitted_s: float = 0.0
+    ) -> tuple[Batch, Timing]:
         """Queue ``inputs`` (``rows`` rows) and wait for the outputs and the timing. ``deadline`` (event-loop
-        time) lets the batcher drop the request unrun once it has passed."""
+        time) lets the batcher drop the request unrun once it has passed; ``admitted_s``: how long ago it
+        was admitted (:meth:`Ticket.release`), counted in the wait it is judged by."""
         self.admit(rows)
         self._rows_per_request = _average(self._rows_per_request, rows)
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._task = loop.create_task(self._loop())
         if rows <= self.max_batch_size:
-            return await self._enqueue(loop, inputs, rows, deadline)
+            return await self._enqueue(loop, inputs, rows, deadline, admitted_s=admitted_s)
         step = self.max_batch_size
         chunks = [_slice(inputs, i, min(i + step, rows)) for i in range(0, rows, step)]
         results = await asyncio.gather(
             *(
-                self._enqueue(loop, c, min(step, rows - i * step), deadline, counted=i == 0)
+                self._enqueue(
+                    loop, c, min(step, rows - i * step), deadline, counted=i == 0, admitted_s=admitted_s
+                )
                 for i, c in enumerate(chunks)
             )
         )
@@ -256,8 +284,9 @@ class Batcher:
         rows: int,
         deadline: float | None,
         counted: bool = True,
+        admitted_s: float = 0.0,
     ) -> asyncio.Future[tuple[Batch, Timing]]:
-        item = _Item(inputs, rows, loop.create_future(), deadline, counted)
+        item = _Item(inputs, rows, loop.create_future(), deadline, counted, admitted_s)
         self._pending.append(item)
         self._pending_rows += rows
         self._wakeup.set()
@@ -328,6 +357,9 @@ class Batcher:
         """Run one batch and answer its requests; ``True`` when it ran on the event loop."""
         total = sum(i.rows for i in live)
         started = perf_counter()
+        for item in live:
+            if item.counted:  # a split request's first chunk starts first: its wait is the request's
+                self._observe_wait(item.admitted_s + started - item.enqueued)
         batch = _concat([i.inputs for i in live])
         self._running_rows = total
         try:
@@ -364,6 +396,15 @@ class Batcher:
                 item.future.set_result((part, Timing(started - item.enqueued, finished - started, total)))
             offset += item.rows
         return ran_inline
+
+    def _observe_wait(self, waited_s: float) -> None:
+        """Move :attr:`admit_at_s` after a request waited ``waited_s`` from admission to its batch's start:
+        down when that is over the budget, a little up otherwise (a quantile tracker: it settles where
+        about :data:`TAIL` of the waits are over the budget)."""
+        budget = self.max_queue_delay_s
+        over = 1.0 if waited_s > budget + self.max_wait_s else 0.0  # waiting for company is by design
+        moved = self.admit_at_s - TAIL_STEP * budget * (over - TAIL)
+        self.admit_at_s = min(budget, max(MIN_ADMIT_AT * budget, moved))
 
     def _timed_run(self, batch: Batch) -> tuple[Batch, float]:
         """The runtime's outputs for ``batch`` and the CPU seconds the calling thread spent on them."""

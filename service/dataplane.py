@@ -180,10 +180,10 @@ class DataPlane:
         assert sv.metadata is not None and sv.batcher is not None
         arrays, rows = validate_inputs(sv.metadata, request.inputs, request.typed, self.limits)
         batcher = sv.batcher
-        if request.ticket is not None:
-            request.ticket.release(queued=True)  # its rows are about to be queued for real
+        # its rows are about to be queued for real: the time since admission counts in its wait
+        admitted_s = 0.0 if request.ticket is None else request.ticket.release(queued=True)
         submitted = perf_counter() if trace is not None else 0.0
-        work: Awaitable[Any] = batcher.submit(arrays, rows, request.deadline)
+        work: Awaitable[Any] = batcher.submit(arrays, rows, request.deadline, admitted_s)
         if request.watch is not None and batcher.busy and batcher.may_wait(WATCH_AFTER_S):
             work = request.watch(work)  # it may wait: drop it if the client leaves meanwhile
         if request.deadline is None:

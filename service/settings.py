@@ -104,7 +104,9 @@ class Settings(BaseSettings):
         500.0,
         gt=0,
         description="Default admission budget: a request whose expected queue wait (queued rows x "
-        "measured seconds per row) is over it is rejected at once with 503 and a Retry-After.",
+        "measured seconds per row) is over it is rejected at once with 503 and a Retry-After; while "
+        "more than about 1 % of admitted requests wait longer than it, the batcher admits at a lower "
+        "expected wait (down to a quarter of it).",
     )
     max_inflight: int = Field(
         512,

@@ -80,6 +80,61 @@ def test_retry_after_grows_with_the_backlog() -> None:
     assert asyncio.run(main()) == 5  # ceil(5.0 s - 0.1 s budget)
 
 
+def test_the_admission_threshold_drops_while_requests_wait_over_the_budget_and_comes_back() -> None:
+    """Admitted requests that waited longer than the budget (here: 150 ms between admission and the
+    queue, against a budget of 100 ms) lower the expected wait the batcher admits at, so a request it
+    expects to wait 70 ms is refused, with a message naming the lowered threshold and the budget; on-time
+    requests bring the threshold back up to the budget, never above it and never under a quarter of it."""
+    runtime = RecordingRuntime(delay=0.0)
+
+    async def main() -> tuple[float, float, Overloaded, float, float]:
+        batcher = make(runtime, delay_ms=100)
+        await batcher.submit(one(), 1)
+        at_start = batcher.admit_at_s
+        for _ in range(10):
+            await batcher.submit(one(), 1, admitted_s=0.15)
+        lowered = batcher.admit_at_s
+        batcher._cost_s, batcher._cost_rows = 0.01, 1.0  # measured: 10 ms per row
+        batcher._pending_rows = 7  # 70 ms queued: within the budget, over the lowered threshold
+        with pytest.raises(Overloaded) as caught:
+            batcher.admit()
+        batcher._pending_rows = 0
+        for _ in range(200):
+            await batcher.submit(one(), 1, admitted_s=0.15)
+        floor = batcher.admit_at_s
+        for _ in range(5_000):
+            await batcher.submit(one(), 1)
+        back = batcher.admit_at_s
+        await batcher.close()
+        return at_start, lowered, caught.value, floor, back
+
+    at_start, lowered, error, floor, back = asyncio.run(main())
+    assert at_start == pytest.approx(0.1)
+    assert lowered < 0.07, lowered  # ten waits over budget: about 5 ms lower each
+    assert error.reason == "queue_delay" and error.http_status == 503
+    assert "expected queue wait 70 ms" in error.message and "budget of 100 ms" in error.message, error.message
+    assert f"over {lowered * 1000:.0f} ms" in error.message, error.message
+    assert floor == pytest.approx(0.025)  # a quarter of the budget at the lowest
+    assert back == pytest.approx(0.1)  # 5,000 on-time waits: back at the budget, not over it
+
+
+def test_about_one_admitted_request_in_a_hundred_may_wait_over_the_budget() -> None:
+    """The threshold is a quantile tracker: when 1 % of the waits are over the budget it stays where it
+    is (about), when 5 % are it keeps going down."""
+    runtime = RecordingRuntime(delay=0.0)
+
+    async def threshold_after(over_every: int) -> float:
+        batcher = make(runtime, delay_ms=100)
+        await batcher.submit(one(), 1)
+        for i in range(2_000):
+            await batcher.submit(one(), 1, admitted_s=0.15 if i % over_every == 0 else 0.0)
+        await batcher.close()
+        return batcher.admit_at_s
+
+    assert asyncio.run(threshold_after(100)) > 0.09
+    assert asyncio.run(threshold_after(20)) < 0.03  # at its floor of a quarter of the budget, about
+
+
 def test_tickets_count_as_queued_until_released_so_a_burst_cannot_all_pass() -> None:
     runtime = RecordingRuntime(delay=0.0)
 
@@ -230,3 +285,34 @@ def test_readiness_is_off_while_draining(tmp_path: Path) -> None:
         return before, after
 
     assert asyncio.run(main()) == (True, False)
+
+
+def test_the_time_a_request_spends_admitted_before_it_queues_counts_in_its_wait(tmp_path: Path) -> None:
+    """Through the data plane: a request admitted (its ticket issued) 60 ms before its rows queue, with a
+    budget of 50 ms, waited over the budget, so the version's admission threshold goes down; one that
+    queues at once does not move it down."""
+    dataplane = plane(tmp_path, max_queue_delay_ms=50.0)
+    (tmp_path / "serving.yaml").write_text("models:\n  m: {max_batch_size: 8}\n")  # no wait for company
+
+    async def main() -> tuple[float, float, float]:
+        await dataplane.registry.start()
+        batcher = dataplane.registry.resolve("m").batcher
+        assert batcher is not None and batcher.max_wait_s == 0
+        at_start = batcher.admit_at_s
+        with dataplane.admitted("test", "m") as ticket:
+            await dataplane.infer(
+                InferenceRequest("m", {None: np.ones((1, 4), np.float32)}, "t", ticket=ticket)
+            )
+        after_prompt = batcher.admit_at_s
+        with dataplane.admitted("test", "m") as ticket:
+            await asyncio.sleep(0.06)  # reading and decoding a slow body
+            await dataplane.infer(
+                InferenceRequest("m", {None: np.ones((1, 4), np.float32)}, "t", ticket=ticket)
+            )
+        after_slow = batcher.admit_at_s
+        await dataplane.registry.close()
+        return at_start, after_prompt, after_slow
+
+    at_start, after_prompt, after_slow = asyncio.run(main())
+    assert at_start == pytest.approx(0.05) and after_prompt == pytest.approx(0.05)
+    assert after_slow < 0.048, after_slow  # down by about 5 % of the budget
