@@ -18,6 +18,7 @@ from service import tracing
 from service.bento import endpoints
 from service.bento.accept import patch_accept
 from service.bento.app import build_app
+from service.bento.discard import patch_discard
 from service.bento.drain import Drain, first_start, install_drain
 from service.bento.endpoints import ModelList, Prediction
 from service.bento.grpc_server import start_grpc, stop_grpc
@@ -39,6 +40,7 @@ from service.settings import get_settings
 
 patch_timeout_middleware()
 patch_accept()  # in each worker: new connections accepted in batches, not one per loop iteration
+patch_discard()  # and the unread body of an early answer skipped, not parsed
 settings = get_settings()
 if settings.reuse_port:
     listen_per_worker()  # in the `bentoml serve` process

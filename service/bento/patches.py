@@ -43,7 +43,7 @@ API_SOCKET = "_bento_api_server"  # the name BentoML gives its HTTP listening so
 WORKER_MODULE = "_bentoml_impl.worker.service"
 ASGIApp = Callable[..., Any]
 
-PATCHES = ("timeout_middleware", "listen_per_worker", "fast_lane", "batch_accept")
+PATCHES = ("timeout_middleware", "listen_per_worker", "fast_lane", "batch_accept", "skip_answered_body")
 """The patches by name (the ``patch`` label of ``serving_bentoml_patch_active``)."""
 ACTIVE: dict[str, bool] = dict.fromkeys(PATCHES, False)
 """Which patches this process applied."""
@@ -55,6 +55,8 @@ COST = {
     "fast_lane": "every request goes through BentoML's middleware (about 15 % more CPU per request)",
     "batch_accept": "a busy worker accepts one new connection per event-loop iteration: under load a "
     "new connection's first request can wait seconds",
+    "skip_answered_body": "the body of a request refused before it was read still goes through the "
+    "HTTP parser piece by piece (under overload most of the bytes a worker receives)",
 }
 
 
@@ -86,6 +88,15 @@ REQUIRES = {
         "uvicorn.server:Server.startup",
         "uvicorn.config:Config.load",
         "_bentoml_impl.worker.service:main",
+    ],
+    "skip_answered_body": [
+        f"uvicorn.protocols.http.httptools_impl:HttpToolsProtocol.{name}"
+        for name in (
+            "on_body",
+            "on_response_complete",
+            "_unset_keepalive_if_required",
+            "timeout_keep_alive_handler",
+        )
     ],
 }
 """What each patch replaces or relies on, as ``module:attribute`` paths."""

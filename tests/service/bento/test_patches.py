@@ -51,8 +51,9 @@ def test_report_patches_sets_one_gauge_per_patch(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(
         patches,
         "ACTIVE",
-        {"timeout_middleware": True, "listen_per_worker": False, "fast_lane": True, "batch_accept": True},
-    )
+        {"timeout_middleware": True, "listen_per_worker": False, "fast_lane": True, "batch_accept": True,
+         "skip_answered_body": False},
+    )  # fmt: skip
     patches.report_patches(gauge)
     values = {
         p: registry.get_sample_value("serving_bentoml_patch_active", {"patch": p}) for p in patches.PATCHES
@@ -62,6 +63,7 @@ def test_report_patches_sets_one_gauge_per_patch(monkeypatch: pytest.MonkeyPatch
         "listen_per_worker": 0.0,
         "fast_lane": 1.0,
         "batch_accept": 1.0,
+        "skip_answered_body": 0.0,
     }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -13,6 +15,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.server import Server
+from tests.service.bento.test_discard import Reader, send_in_background
 from tests.service.modelfactory import write_demo_repo
 
 pytestmark = pytest.mark.e2e
@@ -238,3 +241,26 @@ def test_v2_binary_request_by_hand_and_unknown_model(server: Server) -> None:
         timeout=5,
     )
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+
+
+def test_a_large_body_refused_at_the_headers_leaves_the_connection_usable(server: Server) -> None:
+    """A 2 MB V2 body for an unknown model is answered 404 before it is read (and skipped unparsed, patch
+    skip_answered_body); a valid request pipelined right behind it on the same connection is answered."""
+    header = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]}'
+    valid = header + struct.pack("<4f", 1, 2, 3, 4)
+    big = header + b"\0" * 2_000_000
+
+    def request(model: str, body: bytes) -> bytes:
+        head = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n"
+                f"Inference-Header-Content-Length: {len(header)}\r\n\r\n")  # fmt: skip
+        return head.encode() + body
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = send_in_background(sock, request("zz", big) + request("m", valid))
+        status, body = reader.response()
+        assert status == 404 and b"zz" in body, body
+        status, body = reader.response()
+        assert status == 200, body
+        assert json.loads(body)["outputs"][0]["data"] == [2, 4, 6, 8]
+        sender.join(10)

@@ -1,0 +1,190 @@
+"""The unread body of a request answered early is skipped, not parsed (service/bento/discard.py), by a real
+uvicorn (httptools, uvloop) over a real loopback socket: the next requests on the connection, sent
+after the body or pipelined right behind it, are read and answered as before."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http import httptools_impl
+
+from service.bento import discard, patches
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/refuse``: 503 before reading the body (as admission does); ``/echo``: the body's length and hash."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/refuse":
+        body = b"refused"
+        status = 503
+    else:
+        parts, more = [], True
+        while more:
+            message = await receive()
+            parts.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        data = b"".join(parts)
+        body, status = f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode(), 200
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, list[int]]]:
+    """uvicorn on a free loopback port with the patch on; yields the port and the sizes skipped."""
+    if not patches.ACTIVE["skip_answered_body"]:  # (importing service.service in this process applies it)
+        cls = httptools_impl.HttpToolsProtocol
+        for name in ("on_body", "on_response_complete"):
+            monkeypatch.setattr(cls, name, getattr(cls, name))  # undone after the test
+        monkeypatch.setattr(httptools_impl.RequestResponseCycle, "body_seen", 0, raising=False)
+        monkeypatch.setitem(patches.ACTIVE, "skip_answered_body", False)
+        discard.patch_discard()
+    assert patches.ACTIVE["skip_answered_body"]
+    skipped: list[int] = []
+    init = discard.Skipper.__init__
+
+    def recording_init(self: discard.Skipper, http: Any, remaining: int) -> None:
+        skipped.append(remaining)
+        init(self, http, remaining)
+
+    monkeypatch.setattr(discard.Skipper, "__init__", recording_init)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", log_level="warning", lifespan="off", timeout_keep_alive=1
+    )
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert running.started
+    yield sock.getsockname()[1], skipped
+    running.should_exit = True
+    thread.join(10)
+
+
+def post(path: str, body: bytes, chunked: bool = False) -> bytes:
+    if chunked:
+        framed = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        return f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + framed
+    return f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class Reader:
+    """HTTP/1.1 responses (with Content-Length) off one socket, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.data = sock, b""
+
+    def response(self) -> tuple[int, bytes]:
+        while b"\r\n\r\n" not in self.data:
+            self._more()
+        head, self.data = self.data.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        length = next(
+            int(v) for k, _, v in (line.partition(": ") for line in lines[1:]) if k == "content-length"
+        )
+        while len(self.data) < length:
+            self._more()
+        body, self.data = self.data[:length], self.data[length:]
+        return int(lines[0].split()[1]), body
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(1 << 16)
+        assert chunk, "the server closed the connection"
+        self.data += chunk
+
+
+def echoed(data: bytes) -> bytes:
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode()
+
+
+def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
+    """``sendall`` on a thread: the answer to a refused request comes back while its body is still sent."""
+    thread = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_refused_body_is_skipped_and_the_next_request_on_the_connection_is_served(
+    server: tuple[int, list[int]],
+) -> None:
+    port, skipped = server
+    big, small = bytes(range(256)) * 12_500, b"x" * 100_000  # 3.2 MB refused, then 100 KB echoed
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = send_in_background(sock, post("/refuse", big))
+        assert reader.response() == (503, b"refused")
+        sender.join(10)
+        sock.sendall(post("/echo", small))
+        assert reader.response() == (200, echoed(small))
+        sock.sendall(post("/refuse", b"y" * 1000) + post("/echo", b"after a short one"))
+        assert reader.response() == (503, b"refused")
+        assert reader.response() == (200, echoed(b"after a short one"))
+    assert len(skipped) == 1 and discard.MIN_SKIP <= skipped[0] <= len(big), skipped  # the short body: parsed
+
+
+def test_requests_pipelined_behind_a_skipped_body_are_read_from_where_it_ends(
+    server: tuple[int, list[int]],
+) -> None:
+    port, skipped = server
+    first, second = b"a" * 200_000, b"second"
+    burst = post("/refuse", b"z" * 2_000_000) + post("/echo", first) + post("/echo", second)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = send_in_background(sock, burst)
+        assert reader.response() == (503, b"refused")
+        assert reader.response() == (200, echoed(first))
+        assert reader.response() == (200, echoed(second))
+        sender.join(10)
+    assert len(skipped) == 1, skipped
+
+
+def test_a_chunked_body_and_a_client_that_leaves_mid_body_keep_the_server_serving(
+    server: tuple[int, list[int]],
+) -> None:
+    port, skipped = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = send_in_background(
+            sock, post("/refuse", b"c" * 500_000, chunked=True) + post("/echo", b"ok")
+        )
+        assert reader.response() == (503, b"refused")  # no Content-Length: the parser drops it as before
+        assert reader.response() == (200, echoed(b"ok"))
+        sender.join(10)
+    assert skipped == []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(post("/refuse", b"q" * 3_000_000)[:1_000_000])  # a third of the body, then gone
+        assert Reader(sock).response() == (503, b"refused")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(post("/echo", b"still here"))
+        assert Reader(sock).response() == (200, echoed(b"still here"))
+    assert len(skipped) == 1, skipped
+
+
+def test_a_client_that_never_sends_the_refused_body_is_closed_after_the_keep_alive_timeout(
+    server: tuple[int, list[int]],
+) -> None:
+    """``Expect: 100-continue``: the 503 comes instead of the 100, and the client may never send the
+    body; the connection still times out as an idle keep-alive one would (1 s here), not held for ever."""
+    port, skipped = server
+    head = b"POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\nExpect: 100-continue\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sock.sendall(head)
+        assert reader.response() == (503, b"refused")
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 5
+    assert skipped == [3_000_000]
