@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ import uvicorn
 import uvloop
 
 from service.bento import accept, patches
+from tests.service.bento.threaded import serving
 
 
 class Counting(asyncio.Protocol):
@@ -127,16 +127,8 @@ def patched_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[uvicorn.Se
     sock = bound()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(echo_app, loop="uvloop", log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield server, port
-    server.should_exit = True
-    thread.join(10)
-    assert not thread.is_alive(), "uvicorn did not shut down with the batch listener"
+    with serving(server, sock):  # and it shuts down with the batch listener
+        yield server, port
 
 
 def test_uvicorn_serves_the_given_socket_through_the_batch_listener(

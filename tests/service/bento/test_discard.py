@@ -16,6 +16,7 @@ import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
 from service.bento import discard, patches
+from tests.service.bento.threaded import serving
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -62,16 +63,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, list[int]]]:
     config = uvicorn.Config(
         app, loop="uvloop", http="httptools", log_level="warning", lifespan="off", timeout_keep_alive=1
     )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert running.started
-    yield sock.getsockname()[1], skipped
-    running.should_exit = True
-    thread.join(10)
+    with serving(uvicorn.Server(config), sock):
+        yield sock.getsockname()[1], skipped
 
 
 def post(path: str, body: bytes, chunked: bool = False) -> bytes:
