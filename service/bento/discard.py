@@ -78,12 +78,16 @@ def _lenient(parser: Any) -> None:
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-        if name == b"transfer-encoding":
-            return None
-    return None
+    """The request's body length, or ``None`` unless it has exactly one ``Content-Length`` and no
+    ``Transfer-Encoding`` (then the parser goes on deciding where the body ends)."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if (
+        len(lengths) != 1
+        or not lengths[0].isdigit()
+        or any(name == b"transfer-encoding" for name, _ in headers)
+    ):
+        return None
+    return int(lengths[0])
 
 
 def patch_discard() -> None:

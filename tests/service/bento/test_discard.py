@@ -181,3 +181,19 @@ def test_a_client_that_never_sends_the_refused_body_is_closed_after_the_keep_ali
         assert sock.recv(1024) == b""  # closed by the server
         assert time.monotonic() - started < 5
     assert skipped == [3_000_000]
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ([(b"host", b"t"), (b"content-length", b"70000")], 70000),
+        ([(b"content-length", b"70000"), (b"transfer-encoding", b"chunked")], None),  # the parser decides
+        ([(b"content-length", b"70000"), (b"content-length", b"70000")], None),
+        ([(b"content-length", b"-1")], None),
+        ([(b"host", b"t")], None),
+    ],
+)
+def test_only_one_plain_content_length_lets_a_body_be_skipped(
+    headers: list[tuple[bytes, bytes]], length: int | None
+) -> None:
+    assert discard._content_length(headers) == length
