@@ -20,22 +20,17 @@ in 0.06 ms, so waiting is never worth it by default.
 
 Admission: the batcher measures its seconds per row (a decaying average over recent batches, weighted
 by rows; back to back, a batch costs the time since the previous one ended, so the event loop's share
-of the CPU counts too) and so knows the wait a new request would have behind the queued rows. A request whose expected
-wait is over ``max_queue_delay_ms`` is rejected at once (:class:`Overloaded`, with a ``Retry-After`` of
-the time the backlog needs to come back under budget) instead of after the wait; ``max_queue_rows`` stays
-a hard cap. The estimate errs (batches vary, the loop's share of the core moves), so the batcher also
-checks what admitted requests then waited (admission to the start of their batch) and moves the
-threshold it admits at (:attr:`Batcher.admit_at_s`, at most the budget) until about
-:data:`TAIL` of them wait longer than the budget. Queued requests whose deadline has passed, or whose
-caller has gone (the awaiting task was cancelled), are dropped before they run and reported to
-``on_drop``.
+of the CPU counts too), so it knows the wait a new request would have behind the queued rows, and its
+:class:`~service.queue_budget.QueueBudget` decides (rejects at once what would wait over
+``max_queue_delay_ms``, with a threshold that follows the measured waits). Queued requests whose
+deadline has passed, or whose caller has gone (the awaiting task was cancelled), are dropped before
+they run and reported to ``on_drop``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,28 +39,12 @@ from time import perf_counter, thread_time
 
 import numpy as np
 
-from service.errors import Overloaded, TimedOut, Unavailable
+from service.errors import TimedOut, Unavailable
+from service.queue_budget import DECAY, QueueBudget, average
 
 Batch = dict[str, np.ndarray]
 BatchObserver = Callable[[int], None]
 DropObserver = Callable[[str], None]
-DECAY = 0.9
-"""Weight of the past in the seconds-per-row average, per batch (about the last 10 batches count)."""
-
-
-def _average(past: float, sample: float) -> float:
-    """A decaying average (weight ``DECAY`` on the past) after one more ``sample``."""
-    return past * DECAY + sample * (1 - DECAY)
-
-
-TAIL = 0.01
-"""The share of admitted requests that may wait longer than ``max_queue_delay_ms`` before their batch
-starts: the admission threshold settles where about this many do."""
-TAIL_STEP = 0.05
-"""How far one observed wait moves the admission threshold, as a share of the budget: down by about this
-much when a request waited longer than the budget, up by ``TAIL`` times this otherwise."""
-MIN_ADMIT_AT = 0.25
-"""The lowest the admission threshold goes, as a share of the budget."""
 MAX_INLINE_S = 0.02
 """The longest a busy event loop's pass may make an inline call or a run of them (see ``_inline_budget_s``)."""
 
@@ -162,11 +141,7 @@ class Batcher:
         self._call_rows = 0.0
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self.max_queue_rows = max_queue_rows
-        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
-        self.admit_at_s = self.max_queue_delay_s
-        """The expected wait above which a request is rejected: the budget, lowered while more than
-        :data:`TAIL` of the admitted requests wait longer than the budget (see :meth:`_observe_wait`)."""
+        self.budget = QueueBudget(max_queue_delay_ms, max_queue_rows, self.max_wait_s)
         self._on_batch = on_batch
         self._on_drop = on_drop
         self._pending: deque[_Item] = deque()
@@ -175,9 +150,6 @@ class Batcher:
         self._cost_s = 0.0  # decayed sums: compute seconds and rows of recent batches
         self._cost_rows = 0.0
         self._busy_since: float | None = None  # when the last batch ended, while work kept coming
-        self._reserved = 0  # requests admitted (Ticket) and not queued yet: reading or decoding
-        self._rows_per_request = 1.0  # decaying average, to count what the reserved ones will bring
-        self._intake_s = 0.0  # decaying average: admission to queue (reading and decoding the request)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runtime-{name}")
         self._task: asyncio.Task[None] | None = None
@@ -202,50 +174,29 @@ class Batcher:
         return self._cost_s / self._cost_rows if self._cost_rows else 0.0
 
     @property
-    def _reserved_rows(self) -> float:
-        """What the admitted requests still being read or decoded are expected to bring."""
-        return self._reserved * self._rows_per_request
+    def admit_at_s(self) -> float:
+        """The expected wait above which a request is rejected now (:class:`QueueBudget`)."""
+        return self.budget.admit_at_s
 
     def expected_delay_s(self) -> float:
-        """How long a request admitted now would wait before its batch starts: the time to read and
-        decode it (measured), then the rows ahead of it, counting requests admitted before it that are
-        still being read or decoded."""
-        ahead = self._pending_rows + self._running_rows + self._reserved_rows
-        return self._intake_s + ahead * self.seconds_per_row
+        """How long a request admitted now would wait before its batch starts (:class:`QueueBudget`)."""
+        return self.budget.expected_delay_s(self._pending_rows + self._running_rows, self.seconds_per_row)
 
     def reserve(self) -> None:
         """Admit one request that is not queued yet (:class:`Ticket`); raises like :meth:`admit`."""
         self.admit()
-        self._reserved += 1
+        self.budget.reserve()
 
     def unreserve(self, intake_s: float | None) -> None:
         """The reserved request leaves: queued after ``intake_s`` of reading and decoding, or failed."""
-        self._reserved -= 1
-        if intake_s is not None:
-            self._intake_s = _average(self._intake_s, intake_s)
+        self.budget.unreserve(intake_s)
 
     def admit(self, rows: int = 0) -> None:
-        """Raise :class:`Unavailable`/:class:`Overloaded` unless a request of ``rows`` rows may queue now:
-        the version is open, its expected wait is within budget and the queue has room."""
+        """Raise :class:`Unavailable`/:class:`~service.errors.Overloaded` unless a request of ``rows``
+        rows may queue now: the version is open and its :class:`QueueBudget` lets it in."""
         if self._closed:
             raise Unavailable("model version is shutting down; retry")
-        expected = self.expected_delay_s()
-        if expected > self.admit_at_s:
-            budget = f"this model's budget of {self.max_queue_delay_s * 1000:g} ms"
-            if self.admit_at_s < self.max_queue_delay_s:  # recent requests waited longer than expected
-                budget = f"{self.admit_at_s * 1000:.0f} ms, what {budget} admits while waits run over it"
-            raise Overloaded(
-                f"expected queue wait {expected * 1000:.0f} ms is over {budget} "
-                f"({self._pending_rows} rows queued); retry later",
-                "queue_delay",
-                max(1, math.ceil(expected - self.admit_at_s)),
-            )
-        if self._pending_rows + self._reserved_rows + rows > self.max_queue_rows:
-            raise Overloaded(
-                f"model queue full ({self._pending_rows} rows queued, limit {self.max_queue_rows}); retry later",
-                "queue_full",
-                max(1, math.ceil(expected)),
-            )
+        self.budget.check(self.expected_delay_s(), self._pending_rows, rows)
 
     async def submit(
         self, inputs: Batch, rows: int, deadline: float | None = None, admitted_s: float = 0.0
@@ -254,7 +205,7 @@ class Batcher:
         time) lets the batcher drop the request unrun once it has passed; ``admitted_s``: how long ago it
         was admitted (:meth:`Ticket.release`), counted in the wait it is judged by."""
         self.admit(rows)
-        self._rows_per_request = _average(self._rows_per_request, rows)
+        self.budget.queued(rows)
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._task = loop.create_task(self._loop())
@@ -336,7 +287,7 @@ class Batcher:
                 await asyncio.sleep(0)
                 inline_since = perf_counter()
                 if ran_inline:  # after a batch on the thread, its hand-off measured the pass already
-                    self._pass_s = _average(self._pass_s, inline_since - yielded)
+                    self._pass_s = average(self._pass_s, inline_since - yielded)
 
     def _live(self, items: list[_Item]) -> list[_Item]:
         """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
@@ -359,7 +310,7 @@ class Batcher:
         started = perf_counter()
         for item in live:
             if item.counted:  # a split request's first chunk starts first: its wait is the request's
-                self._observe_wait(item.admitted_s + started - item.enqueued)
+                self.budget.waited(item.admitted_s + started - item.enqueued)
         batch = _concat([i.inputs for i in live])
         self._running_rows = total
         try:
@@ -375,7 +326,7 @@ class Batcher:
         wall_s = finished - started
         call_s = min(wall_s, cpu_s) if self.cpu_timed else wall_s
         if not ran_inline and self.cpu_timed:  # the rest of the wall time: waiting for the loop to notice
-            self._pass_s = _average(self._pass_s, wall_s - call_s)
+            self._pass_s = average(self._pass_s, wall_s - call_s)
         self._call_s = self._call_s * DECAY + call_s
         self._call_rows = self._call_rows * DECAY + total
         # While busy back to back, a batch costs the time since the previous one ended: that counts the
@@ -396,15 +347,6 @@ class Batcher:
                 item.future.set_result((part, Timing(started - item.enqueued, finished - started, total)))
             offset += item.rows
         return ran_inline
-
-    def _observe_wait(self, waited_s: float) -> None:
-        """Move :attr:`admit_at_s` after a request waited ``waited_s`` from admission to its batch's start:
-        down when that is over the budget, a little up otherwise (a quantile tracker: it settles where
-        about :data:`TAIL` of the waits are over the budget)."""
-        budget = self.max_queue_delay_s
-        over = 1.0 if waited_s > budget + self.max_wait_s else 0.0  # waiting for company is by design
-        moved = self.admit_at_s - TAIL_STEP * budget * (over - TAIL)
-        self.admit_at_s = min(budget, max(MIN_ADMIT_AT * budget, moved))
 
     def _timed_run(self, batch: Batch) -> tuple[Batch, float]:
         """The runtime's outputs for ``batch`` and the CPU seconds the calling thread spent on them."""

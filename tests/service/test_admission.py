@@ -151,7 +151,7 @@ def test_tickets_count_as_queued_until_released_so_a_burst_cannot_all_pass() -> 
             ticket.release()
             ticket.release()  # twice is harmless
         Ticket(batcher).release()  # room again once released
-        left = batcher._reserved
+        left = batcher.budget.reserved
         await batcher.close()
         return admitted, left
 
