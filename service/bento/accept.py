@@ -10,7 +10,8 @@ the backlog per iteration and does not show it.
 
 :class:`BatchListener` serves a listening socket the way asyncio's does (up to :data:`BATCH` accepts
 each time the socket is readable, each connection handed to the event loop with
-``connect_accepted_socket``) and looks like an ``asyncio.Server`` to uvicorn and the drain.
+``connect_accepted_socket``) and looks like an ``asyncio.Server`` to uvicorn and the drain, which also
+learns from it the connections still being set up.
 :func:`patch_accept` makes ``uvicorn.Server.startup`` use it for the sockets BentoML's worker passes.
 """
 
@@ -56,6 +57,11 @@ class BatchListener:
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         return () if self._closed.is_set() else (self._sock,)
+
+    @property
+    def setting_up(self) -> int:
+        """Connections accepted and not yet handed to the protocol (their TLS handshake under way)."""
+        return len(self._tasks)
 
     def is_serving(self) -> bool:
         return not self._closed.is_set()

@@ -8,10 +8,13 @@ first SIGTERM (or SIGINT) starts :meth:`Drain.run` instead, within a budget of `
 1. readiness answers 503 at once (:attr:`DataPlane.draining`), and every HTTP response carries
    ``Connection: close`` from then on;
 2. both gRPC servers stop with the whole budget as grace (new calls refused, calls in progress finish);
-   the HTTP listener stops: its accept queue shrinks to nothing, what the kernel had queued is accepted
-   and served, then it closes, so new connections are refused;
+   the HTTP listener stops: it no longer completes new handshakes (a socket filter drops new SYNs, so
+   those clients retry and then meet a closed port), what the kernel had queued is accepted and served,
+   then it closes, so new connections are refused;
 3. every open connection gets its request in progress, or its next one, answered (with ``Connection:
-   close``, so it then closes); connections still idle ``IDLE_GRACE_S`` after the signal are closed;
+   close``, so it then closes); connections still idle ``IDLE_GRACE_S`` after the signal are closed,
+   where idle means nothing to answer: no request in progress, none whose headers are arriving, no
+   unread bytes; a connection still being set up (its TLS handshake) counts as open;
 4. once no connection is left (or the budget is spent) uvicorn's own shutdown runs, bounded by what is
    left of the budget, and the worker exits.
 
@@ -28,12 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import fcntl
 import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import tempfile
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
@@ -47,9 +54,33 @@ IDLE_GRACE_S = 1.0
 
 
 def _busy(connection: Any) -> bool:
-    """Whether a uvicorn connection has a request in progress (idle keep-alive ones do not)."""
+    """Whether a uvicorn connection has something to answer: a request in progress, a request whose
+    headers are still arriving (httptools starts a new ``scope`` at the first byte, the ``cycle`` at
+    the end of the headers), or bytes the event loop has not read yet."""
     cycle = getattr(connection, "cycle", None)
-    return cycle is not None and not cycle.response_complete
+    if cycle is not None and not cycle.response_complete:
+        return True
+    scope = getattr(connection, "scope", None)
+    if scope is not None and scope is not getattr(cycle, "scope", None):
+        return True
+    return _unread(connection.transport) > 0
+
+
+def _unread(transport: Any) -> int:
+    """Bytes received on ``transport``'s socket that nobody has read yet (``FIONREAD``; 0 if unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing():
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)), sys.byteorder)
+    except (OSError, ValueError):
+        return 0
+
+
+def _setting_up(listeners: list[Any]) -> int:
+    """Connections accepted but not yet handed to the protocol (a TLS handshake in progress); only
+    :class:`service.bento.accept.BatchListener` knows them."""
+    return sum(getattr(listener, "setting_up", 0) for listener in listeners)
 
 
 class Drain:
@@ -89,7 +120,7 @@ class Drain:
                 stopping = asyncio.ensure_future(self.stop_grpc(self.budget_s))
             await _stop_listening(server.servers)
             idle_until = started + min(IDLE_GRACE_S, self.budget_s / 2)
-            while connections and loop.time() < end:
+            while (connections or _setting_up(server.servers)) and loop.time() < end:
                 if loop.time() >= idle_until:
                     for connection in list(connections):
                         if not _busy(connection):  # idle since the signal: nothing received to answer
@@ -105,14 +136,14 @@ class Drain:
 
 
 async def _stop_listening(listeners: list[Any]) -> None:
-    """Close the listeners without resetting connections the kernel has queued: first shrink the accept
-    queue to nothing (new connection attempts wait, then meet a closed port), let the event loop accept
-    what is queued, then close at a moment the queue is seen empty (closing a listener resets what its
-    queue holds, and those clients would never get an answer)."""
+    """Close the listeners without resetting connections the kernel has queued or half-opened: first
+    stop new handshakes (:func:`_refuse_new_connections`; new connection attempts wait, then meet a
+    closed port), give the handshakes under way time to complete, let the event loop accept what is
+    queued, then close at a moment the queue is seen empty (closing a listener resets what its queue
+    holds, and the handshakes it has answered: those clients would never get an answer)."""
     sockets = [sock for listener in listeners for sock in listener.sockets]
     for sock in sockets:
-        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as same:
-            same.listen(0)
+        _refuse_new_connections(sock)
     await asyncio.sleep(0.05)
     for _ in range(100):  # at most about 0.5 s more
         if not any(_queued(sock) for sock in sockets):
@@ -120,6 +151,36 @@ async def _stop_listening(listeners: list[Any]) -> None:
         await asyncio.sleep(0.005)
     for listener in listeners:  # no await between the check and the close
         listener.close()
+
+
+_DROP_SYN = b"".join(
+    struct.pack("HBBI", *insn)
+    for insn in (
+        (0x30, 0, 0, 13),  # A = byte 13 of the TCP header (its flags)
+        (0x54, 0, 0, 0x12),  # A &= SYN | ACK
+        (0x15, 0, 1, 0x02),  # a SYN without ACK (a new connection)?
+        (0x06, 0, 0, 0),  # then drop it
+        (0x06, 0, 0, 0xFFFFFFFF),  # else keep the whole packet
+    )
+)
+"""A classic BPF socket filter that drops the first packet of new TCP connections (Linux runs a
+listener's filter on what arrives at it; a TCP socket's filter sees the packet from the TCP header)."""
+_SO_ATTACH_FILTER = 26  # Linux; the socket module does not name it
+
+
+def _refuse_new_connections(sock: Any) -> bool:
+    """Make the listening ``sock`` complete no new handshake while it still hands over what it has:
+    attach :data:`_DROP_SYN` (a client whose SYN is dropped retries it after about a second, by when
+    the listener is closed). Without socket filters, shrink its accept queue to one instead."""
+    code = ctypes.create_string_buffer(_DROP_SYN)
+    program = struct.pack("HL", len(_DROP_SYN) // 8, ctypes.addressof(code))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(sock.fileno())) as same:
+            same.listen(0)
+        return False
 
 
 def _queued(sock: Any) -> int:
