@@ -197,3 +197,51 @@ def test_only_one_plain_content_length_lets_a_body_be_skipped(
     headers: list[tuple[bytes, bytes]], length: int | None
 ) -> None:
     assert discard._content_length(headers) == length
+
+
+def test_discard_drops_exactly_what_it_is_asked_and_leaves_the_next_bytes() -> None:
+    """``_discard`` takes no byte past ``most`` (the next request's), and stops at would-block and end."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        served, _ = listener.accept()
+        with served:
+            served.setblocking(False)
+            assert discard._discard(served.fileno(), 1000) == 0  # nothing there yet
+            client.sendall(b"b" * 300_000 + b"NEXT")
+            dropped, deadline = 0, time.monotonic() + 5
+            while dropped < 300_000 and time.monotonic() < deadline:
+                dropped += discard._discard(served.fileno(), 300_000 - dropped)
+            assert dropped == 300_000
+            served.setblocking(True)
+            assert served.recv(16) == b"NEXT"
+            client.close()
+            time.sleep(0.05)
+            assert discard._discard(served.fileno(), 1000) == 0  # the end: nothing to drop, no error
+
+
+def test_most_of_a_skipped_body_is_dropped_in_the_kernel_not_copied(
+    server: tuple[int, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of a refused 3.2 MB body the event loop copies at most COPIED bytes per arrival; the rest is
+    dropped where it lies, and the next request is still read from where the body ends."""
+    port, skipped = server
+    dropped: list[int] = []
+    original = discard._discard
+
+    def recording(fd: int, most: int) -> int:
+        dropped.append(original(fd, most))
+        return dropped[-1]
+
+    monkeypatch.setattr(discard, "_discard", recording)
+    big = b"q" * 3_200_000
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = send_in_background(sock, post("/refuse", big) + post("/echo", b"behind it"))
+        assert reader.response() == (503, b"refused")
+        assert reader.response() == (200, echoed(b"behind it"))
+        sender.join(10)
+    assert len(skipped) == 1
+    copied = skipped[0] - sum(dropped)  # what the event loop read of the body once it was answered
+    assert sum(dropped) > 0 and copied <= discard.COPIED * len(dropped) + discard.COPIED, (copied, dropped)
