@@ -76,6 +76,13 @@ class Metrics:
             "Requests rejected at admission (expected queue delay, queue full, or in-flight cap).",
             [*mvp, "reason"],
         )
+        self.admission_threshold = Gauge(
+            "serving_admission_threshold_seconds",
+            "Expected queue wait above which a request is refused: max_queue_delay_ms, lowered while "
+            "admitted requests wait longer (the lowest over the workers).",
+            mv,
+            multiprocess_mode="livemin",
+        )
         self.dropped = Counter(
             "serving_dropped",
             "Queued requests dropped before they ran: their deadline passed or their client went away.",

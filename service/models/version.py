@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -126,7 +127,7 @@ class ServedVersion:
             max_wait_ms=config.max_wait_ms,
             max_queue_rows=config.max_queue_rows,
             max_queue_delay_ms=config.max_queue_delay_ms,
-            on_batch=metrics.batch_size.labels(self.name, str(self.version)).observe,
+            on_batch=self._batch_observer(config.max_queue_delay_ms / 1000.0),
             on_drop=lambda reason: metrics.dropped.labels(self.name, str(self.version), reason).inc(),
             inline_s=config.inline_run_us / 1e6 if runtime.inline_ok else 0.0,
             cpu_timed=runtime.computes_on_caller,
@@ -144,6 +145,24 @@ class ServedVersion:
             self.load_seconds,
             runtime.provider,
         )
+
+    def _batch_observer(self, budget_s: float) -> Callable[[int], None]:
+        """What the batcher calls after each runtime call: the batch's rows into ``serving_batch_size``,
+        and its admission threshold (``budget_s`` at first) into ``serving_admission_threshold_seconds``
+        when it has moved."""
+        metrics = get_metrics()
+        batch_size = metrics.batch_size.labels(self.name, str(self.version))
+        threshold = metrics.admission_threshold.labels(self.name, str(self.version))
+        threshold.set(budget_s)
+        written = [budget_s]
+
+        def observe(rows: int) -> None:
+            batch_size.observe(rows)
+            if self.batcher is not None and self.batcher.admit_at_s != written[0]:
+                written[0] = self.batcher.admit_at_s
+                threshold.set(written[0])
+
+        return observe
 
     def _load_blocking(self, config: ModelSettings) -> tuple[ModelMetadata, Runtime]:
         metadata = _read_metadata(self.directory)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from service.batching import Batcher, Ticket
 from service.dataplane import DataPlane, InferenceRequest
@@ -287,10 +288,15 @@ def test_readiness_is_off_while_draining(tmp_path: Path) -> None:
     assert asyncio.run(main()) == (True, False)
 
 
+def threshold_gauge() -> float | None:
+    labels = {"model": "m", "version": "1"}
+    return REGISTRY.get_sample_value("serving_admission_threshold_seconds", labels)
+
+
 def test_the_time_a_request_spends_admitted_before_it_queues_counts_in_its_wait(tmp_path: Path) -> None:
     """Through the data plane: a request admitted (its ticket issued) 60 ms before its rows queue, with a
     budget of 50 ms, waited over the budget, so the version's admission threshold goes down; one that
-    queues at once does not move it down."""
+    queues at once does not move it down. ``serving_admission_threshold_seconds`` follows it."""
     dataplane = plane(tmp_path, max_queue_delay_ms=50.0)
     (tmp_path / "serving.yaml").write_text("models:\n  m: {max_batch_size: 8}\n")  # no wait for company
 
@@ -299,6 +305,7 @@ def test_the_time_a_request_spends_admitted_before_it_queues_counts_in_its_wait(
         batcher = dataplane.registry.resolve("m").batcher
         assert batcher is not None and batcher.max_wait_s == 0
         at_start = batcher.admit_at_s
+        assert threshold_gauge() == pytest.approx(0.05)  # the budget, from the load on
         with dataplane.admitted("test", "m") as ticket:
             await dataplane.infer(
                 InferenceRequest("m", {None: np.ones((1, 4), np.float32)}, "t", ticket=ticket)
@@ -310,6 +317,7 @@ def test_the_time_a_request_spends_admitted_before_it_queues_counts_in_its_wait(
                 InferenceRequest("m", {None: np.ones((1, 4), np.float32)}, "t", ticket=ticket)
             )
         after_slow = batcher.admit_at_s
+        assert threshold_gauge() == after_slow  # written after the batch that moved it
         await dataplane.registry.close()
         return at_start, after_prompt, after_slow
 
