@@ -2,14 +2,8 @@
 
 One :class:`Batcher` per served model version. Requests queue up; a single loop takes as many queued
 rows as fit into ``max_batch_size``, merges them into one batch, runs the runtime on a dedicated
-thread (the event loop keeps accepting requests meanwhile) and splits the result back. A batch whose
-call is expected to be short (``inline_s``; CPU runtimes only) runs on the event loop instead: the two
-thread hand-offs cost more than such a call. Under load a batch merged from several requests also runs
-there when it is shorter than a pass of the busy event loop: on the thread its answer waits for the
-loop to come round (measured on one core at saturation, 512 connections: a 64-row CNN call computing
-in 0.8 ms took 28-48 ms from hand-off to answer, and the runtime thread had 1-5 % of the core). Calls
-are judged by the CPU time of the thread that ran them (``cpu_timed``: runtimes that compute on the
-caller's thread), so a busy core does not make a short call look long. While the
+thread (the event loop keeps accepting requests meanwhile) and splits the result back; a short call
+runs on the event loop instead (:class:`~service.placement.Placement` chooses). While the
 runtime is busy, new requests accumulate, so batches grow with load by themselves ("natural"
 batching) and a lone client never waits for company unless ``max_wait_ms`` asks for it. A request
 with more rows than ``max_batch_size`` is split into chunks and reassembled.
@@ -33,20 +27,17 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from time import perf_counter, thread_time
+from time import perf_counter
 
 import numpy as np
 
 from service.errors import TimedOut, Unavailable
-from service.queue_budget import DECAY, QueueBudget, average
+from service.placement import Batch, Placement
+from service.queue_budget import DECAY, QueueBudget
 
-Batch = dict[str, np.ndarray]
 BatchObserver = Callable[[int], None]
 DropObserver = Callable[[str], None]
-MAX_INLINE_S = 0.02
-"""The longest a busy event loop's pass may make an inline call or a run of them (see ``_inline_budget_s``)."""
 
 
 @dataclass(frozen=True)
@@ -129,16 +120,8 @@ class Batcher:
         inline_s: float = 0.0,
         cpu_timed: bool = False,
     ) -> None:
-        self._run = run
-        self.inline_s = inline_s
-        """A batch whose runtime call is expected to take at most this long runs on the event loop itself
-        instead of the runtime thread (0: never)."""
-        self.cpu_timed = cpu_timed
-        """Whether ``run`` computes on its caller's thread alone, so that thread's CPU time is the call's
-        cost (the wall time also counts waiting for the GIL and the core)."""
-        self._call_s = 0.0  # decayed sums: the runtime calls alone, and their rows
-        self._pass_s = 0.0  # decaying average: one pass of the event loop, as this batcher waits for it
-        self._call_rows = 0.0
+        self.placement = Placement(run, name=name, inline_s=inline_s, cpu_timed=cpu_timed)
+        """Where each batch's call runs (``inline_s``, ``cpu_timed``: see :class:`Placement`)."""
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.budget = QueueBudget(max_queue_delay_ms, max_queue_rows, self.max_wait_s)
@@ -151,7 +134,6 @@ class Batcher:
         self._cost_rows = 0.0
         self._busy_since: float | None = None  # when the last batch ended, while work kept coming
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runtime-{name}")
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -282,12 +264,12 @@ class Batcher:
                         item.future.set_exception(exc)
             # Inline batches never yield: let the event loop run once they have held it for the inline
             # budget (one loop pass per batch would make a busy loop's pass, not the runtime, set the pace).
-            if self._pending and perf_counter() - inline_since >= self._inline_budget_s:
+            if self._pending and perf_counter() - inline_since >= self.placement.inline_budget_s:
                 yielded = perf_counter()
                 await asyncio.sleep(0)
                 inline_since = perf_counter()
                 if ran_inline:  # after a batch on the thread, its hand-off measured the pass already
-                    self._pass_s = average(self._pass_s, inline_since - yielded)
+                    self.placement.loop_passed(inline_since - yielded)
 
     def _live(self, items: list[_Item]) -> list[_Item]:
         """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
@@ -314,21 +296,11 @@ class Batcher:
         batch = _concat([i.inputs for i in live])
         self._running_rows = total
         try:
-            ran_inline = self._inline(total, len(live))
-            if ran_inline:
-                outputs, cpu_s = self._timed_run(batch)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs, cpu_s = await loop.run_in_executor(self._executor, self._timed_run, batch)
+            outputs, cpu_s, ran_inline = await self.placement.call(batch, total, len(live))
         finally:
             self._running_rows = 0
         finished = perf_counter()
-        wall_s = finished - started
-        call_s = min(wall_s, cpu_s) if self.cpu_timed else wall_s
-        if not ran_inline and self.cpu_timed:  # the rest of the wall time: waiting for the loop to notice
-            self._pass_s = average(self._pass_s, wall_s - call_s)
-        self._call_s = self._call_s * DECAY + call_s
-        self._call_rows = self._call_rows * DECAY + total
+        self.placement.measured(finished - started, cpu_s, total, ran_inline)
         # While busy back to back, a batch costs the time since the previous one ended: that counts the
         # event loop's share of the CPU (decoding, merging, encoding) as well as the runtime's.
         begin = started if self._busy_since is None else self._busy_since
@@ -348,32 +320,6 @@ class Batcher:
             offset += item.rows
         return ran_inline
 
-    def _timed_run(self, batch: Batch) -> tuple[Batch, float]:
-        """The runtime's outputs for ``batch`` and the CPU seconds the calling thread spent on them."""
-        started = thread_time()
-        outputs = self._run(batch)
-        return outputs, thread_time() - started
-
-    @property
-    def _inline_budget_s(self) -> float:
-        """How long inline calls may hold the event loop before it runs again: :attr:`inline_s`, or one
-        measured pass of the loop when that is longer (at most :data:`MAX_INLINE_S`)."""
-        return max(self.inline_s, min(self._pass_s, MAX_INLINE_S))
-
-    def _inline(self, rows: int, requests: int) -> bool:
-        """Whether a batch of ``rows`` rows from ``requests`` requests runs on the event loop: its call is
-        expected (from recent calls, so never the first) to take at most :attr:`inline_s` (the hand-off
-        to the runtime thread and back costs a lone request about as much as the CNN's whole
-        computation), or, for a batch merged from several requests, at most one measured loop pass: a
-        batch on the thread waits about a pass for the busy loop to take its answer, so under load
-        such a call costs its requests less inline, and inline batches then run back to back for about
-        a pass, giving the runtime about as much of the core as the rest of the loop. (The chunks of one
-        large request stay on the thread, where measured they keep more goodput.)"""
-        if self.inline_s <= 0 or self._call_rows <= 0:
-            return False
-        expected = self._call_s / self._call_rows * rows
-        return expected <= (self._inline_budget_s if requests > 1 else self.inline_s)
-
     async def close(self) -> None:
         """Stop the loop; queued requests fail with 503 (callers drain in-flight work first)."""
         self._closed = True
@@ -386,4 +332,4 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(Unavailable("model version was unloaded; retry"))
         self._pending_rows = 0
-        self._executor.shutdown(wait=True)
+        self.placement.close()

@@ -185,7 +185,7 @@ async def held(
     gate = threading.Event()
     batcher = dp.registry.models[name][version].batcher
     assert batcher is not None
-    batcher._executor.submit(gate.wait, 10)
+    batcher.placement.executor.submit(gate.wait, 10)
     loop = asyncio.get_running_loop()
     real = [loop.create_task(dp.infer(infer(name, version)))]
     await asyncio.sleep(0.01)  # its batch has started (and waits for the runtime thread)
