@@ -128,6 +128,7 @@ def test_dashboard_covers_the_issue_panels() -> None:
         "serving_model_state",
         "serving_model_info",
         "serving_rejected_total",
+        "serving_admission_threshold_seconds",
         "serving_process_cpu_seconds",
         "serving_process_resident_memory_bytes",
     ]:
