@@ -128,12 +128,19 @@ class Server:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (from /metrics)."""
-        from prometheus_client.parser import text_string_to_metric_families
+        return metric_sum(self.url, name, verify=self.verify, headers=self.headers, **labels)
 
-        text = requests.get(self.url + "/metrics", timeout=5, verify=self.verify, headers=self.headers).text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
+
+def metric_sum(
+    url: str, name: str, *, verify: bool | str = True, headers: dict[str, str] | None = None, **labels: str
+) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` on the server at ``url``'s /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url + "/metrics", timeout=5, verify=verify, headers=headers).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -23,14 +23,13 @@ import pytest
 import requests
 import tensorflow as tf
 import tritonclient.grpc as v2
-from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from deploy.tfprotos import REFUSAL
 from service.runtimes.tensorflow import TENSORFLOW_MISSING
 from service.settings import Settings
 from tests.deploy.podman import ROOT, Podman, image_size
-from tests.server import free_port
+from tests.server import free_port, metric_sum
 from tests.service.protocols.test_grpc_protocols_e2e import predict_request
 
 BIN = Path(sys.executable).parent
@@ -93,17 +92,6 @@ WORKERS = Settings.model_fields["workers"].default
 """The image runs the default number of workers (no SERVING_WORKERS in its environment)."""
 
 
-def workers_ready(url: str) -> float:
-    """How many of the server's workers report ``serving_worker_ready`` (from ``/metrics``)."""
-    text = requests.get(url + "/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "serving_worker_ready"
-    )
-
-
 @pytest.fixture(scope="module")
 def container(podman: Podman, image: str, readable_repo: Path) -> Iterator[Container]:
     box = Container(podman, f"keras-serving-test-{free_port()}")
@@ -118,7 +106,7 @@ def container(podman: Podman, image: str, readable_repo: Path) -> Iterator[Conta
         while time.monotonic() < deadline:
             try:  # /readyz is one worker's answer: wait until every worker has loaded the repository
                 ready = requests.get(box.url + "/readyz", timeout=1).status_code == 200
-                if ready and workers_ready(box.url) >= WORKERS:
+                if ready and metric_sum(box.url, "serving_worker_ready") >= WORKERS:
                     break
             except requests.RequestException:
                 pass
