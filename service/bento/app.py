@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from service.dataplane import DataPlane
 from service.protocols.admission import Admission
+from service.protocols.dispatch import RestApp
 from service.protocols.routes import ROUTES, protocol_of
 from service.settings import get_settings
 
@@ -29,11 +29,12 @@ def bentoml_document() -> dict[str, Any]:
     )  # keys as strings: 200 → "200"
 
 
-def build_app(dataplane: DataPlane | None = None) -> Starlette:
-    """The Starlette app; ``dataplane`` may be attached later through ``app.state.dataplane``.
+def build_app(dataplane: DataPlane | None = None) -> RestApp:
+    """The app (:class:`~service.protocols.dispatch.RestApp`: Starlette whose routes are dispatched
+    directly); ``dataplane`` may be attached later through ``app.state.dataplane``.
     :class:`Admission` (in-flight cap, drain) wraps every route."""
     sticky = get_settings().sticky_header
-    app = Starlette(
+    app = RestApp(
         routes=ROUTES, middleware=[Middleware(Admission, protocol_of=protocol_of, sticky_header=sticky)]
     )
     app.state.dataplane = dataplane
