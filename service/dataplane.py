@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,9 @@ class DataPlane:
         """Inference requests of this worker between :meth:`enter` and :meth:`leave`."""
         self.draining = False
         """Set on SIGTERM: readiness answers 503 from then on (see :mod:`service.bento.drain`)."""
+        self.others_ready: Callable[[], bool] = lambda: True
+        """Whether the server's other workers have been ready (the service sets it; see
+        :mod:`service.bento.workers`): readiness is the whole server's, not one worker's."""
         self.ops = Operations(registry)
         """Traffic split, shadow, capture, feedback and drift (:mod:`service.ops`)."""
 
@@ -272,8 +275,9 @@ class DataPlane:
         return default.version if default is not None else None
 
     def ready(self) -> bool:
-        """Whether this worker takes traffic: its models are loaded and it is not draining."""
-        return self.registry.ready() and not self.draining
+        """Whether the server takes traffic: this worker's models are loaded, it is not draining, and
+        every worker of the server has been ready (:attr:`others_ready`)."""
+        return self.registry.ready() and not self.draining and self.others_ready()
 
     def model_ready(self, name: str) -> tuple[bool, str]:
         """Whether ``name`` has a ready default version, with a reason when not."""

@@ -19,7 +19,7 @@ from service.bento import endpoints
 from service.bento.accept import patch_accept
 from service.bento.app import build_app
 from service.bento.discard import patch_discard
-from service.bento.drain import Drain, first_start, install_drain
+from service.bento.drain import Drain, install_drain
 from service.bento.endpoints import ModelList, Prediction
 from service.bento.grpc_server import start_grpc, stop_grpc
 from service.bento.lane import FastLane
@@ -32,6 +32,7 @@ from service.bento.patches import (
     wrap_service,
 )
 from service.bento.security import access_policy, gated, install_gate, tls_config
+from service.bento.workers import ServerReadiness, first_start
 from service.dataplane import DataPlane
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
@@ -49,6 +50,7 @@ app = build_app()
 policy = access_policy(settings)  # None: no tokens configured, access control off
 drain = Drain(settings.drain_s)
 install_drain(drain)  # SIGTERM in a worker: drain for up to settings.drain_s, then stop
+readiness = ServerReadiness(settings.workers)  # /readyz: ready once every worker has loaded
 log = logging.getLogger("service")
 log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log
 
@@ -92,6 +94,7 @@ class ModelServer:
     def __init__(self) -> None:
         self.registry = ModelRegistry(settings)
         app.state.dataplane = DataPlane(self.registry)
+        app.state.dataplane.others_ready = readiness
         self._start: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
 
@@ -104,6 +107,7 @@ class ModelServer:
             await self.registry.start()
             freeze_heap()
             get_metrics().worker_ready.set(1)
+            readiness.mark_ready()
 
         report_patches(get_metrics().bentoml_patch)
         tracing.configure(settings)  # our spans, in this worker (BentoML's own tracing stays at rate 0)

@@ -22,9 +22,8 @@ In Kubernetes the ``preStop`` sleep keeps the pod serving while it leaves the Se
 SIGTERM that follows finds few connections left (see ``deploy/k8s``).
 
 Further SIGTERMs are ignored (``bentoml serve`` passes its own on to workers that may have had one
-already); a second SIGINT (Ctrl-C) stops at once. :func:`first_start` tells a worker whether it is a
-restart after a crash: a restarted worker loads its models before it listens, so new connections keep
-going to the workers that are ready while it loads.
+already); a second SIGINT (Ctrl-C) stops at once. How a restarted worker comes back is in
+:mod:`service.bento.workers`.
 """
 
 from __future__ import annotations
@@ -39,10 +38,8 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import termios
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -211,23 +208,3 @@ def install_drain(drain: Drain) -> None:
 
     handle_exit._drain = drain  # type: ignore[attr-defined]
     cls.handle_exit = handle_exit
-
-
-def first_start(workers: int) -> bool:
-    """``True`` the first time a BentoML worker starts under its ``bentoml serve`` process, ``False`` when
-    it is a restart after a crash; ``True`` outside BentoML's workers.
-
-    A restart is a worker whose ``--worker-id`` started before, or any worker that finds ``workers``
-    others already started: circus gives a replacement the lowest free id, which is the dead one's only
-    once that one is reaped, so under load a replacement can come with a new id."""
-    if "--worker-id" not in sys.argv:
-        return True
-    worker = sys.argv[sys.argv.index("--worker-id") + 1]
-    folder = Path(tempfile.gettempdir()) / f"keras-serving-{os.getppid()}"
-    marker = folder / f"worker-{worker}"
-    if marker.exists():
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    started = sum(1 for _ in folder.glob("worker-*"))
-    marker.touch()
-    return started < workers

@@ -1,4 +1,5 @@
-"""How a BentoML worker tells its first start from a restart after a crash (:func:`first_start`)."""
+"""How a BentoML worker tells its first start from a restart after a crash (:func:`first_start`), and
+when the server as a whole is ready (:class:`ServerReadiness`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.bento.drain import first_start
+from service.bento.workers import ServerReadiness, first_start
 
 
 @pytest.fixture
@@ -48,3 +49,41 @@ def test_another_servers_workers_do_not_count(monkeypatch: pytest.MonkeyPatch, a
     assert start(monkeypatch, 1) and start(monkeypatch, 2)
     monkeypatch.setattr("os.getppid", lambda: 4343)
     assert start(monkeypatch, 1)
+
+
+def readiness(monkeypatch: pytest.MonkeyPatch, worker_id: int, workers: int = 2) -> ServerReadiness:
+    monkeypatch.setattr(sys, "argv", ["serve", "--worker-id", str(worker_id)])
+    return ServerReadiness(workers)
+
+
+def test_the_server_is_ready_once_every_worker_has_been(
+    monkeypatch: pytest.MonkeyPatch, arbiter: Path
+) -> None:
+    one, two = readiness(monkeypatch, 1), readiness(monkeypatch, 2)
+    assert not one() and not two(), "nobody has loaded yet"
+    one.mark_ready()
+    assert not one() and not two(), "one worker of two: the server is not ready"
+    two.mark_ready()
+    assert one() and two()
+    one.mark_ready()  # a later load changes nothing
+    assert one()
+
+
+def test_a_restarted_worker_does_not_take_the_server_out(
+    monkeypatch: pytest.MonkeyPatch, arbiter: Path
+) -> None:
+    for worker_id in (1, 2):
+        readiness(monkeypatch, worker_id).mark_ready()
+    assert readiness(monkeypatch, 3)(), "a replacement (a new id) finds the server was ready"
+    monkeypatch.setattr("os.getppid", lambda: 4343)
+    assert not readiness(monkeypatch, 1)(), "another server's workers do not count"
+
+
+def test_outside_bentoml_or_with_one_worker_it_is_always_ready(
+    monkeypatch: pytest.MonkeyPatch, arbiter: Path
+) -> None:
+    assert readiness(monkeypatch, 1, workers=1)()
+    monkeypatch.setattr(sys, "argv", ["python"])
+    outside = ServerReadiness(2)
+    outside.mark_ready()
+    assert outside() and not list(arbiter.iterdir())
