@@ -18,6 +18,7 @@ from service import tracing
 from service.bento import endpoints
 from service.bento.accept import patch_accept
 from service.bento.app import build_app
+from service.bento.bodyread import patch_body_read
 from service.bento.discard import patch_discard
 from service.bento.drain import Drain, install_drain
 from service.bento.endpoints import ModelList, Prediction
@@ -36,13 +37,14 @@ from service.bento.workers import ServerReadiness, first_start
 from service.dataplane import DataPlane
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
-from service.protocols.routes import BENTOML_API, tracing_exclusions
+from service.protocols.routes import BENTOML_API, is_ours, tracing_exclusions
 from service.settings import get_settings
 
 patch_timeout_middleware()
 patch_accept()  # in each worker: new connections accepted in batches, not one per loop iteration
 patch_discard()  # and the unread body of an early answer skipped, not parsed
 settings = get_settings()
+patch_body_read(is_ours, settings.max_body_bytes)  # large bodies of our routes read into one buffer
 if settings.reuse_port:
     listen_per_worker()  # in the `bentoml serve` process
     take_own_listener()  # in each worker

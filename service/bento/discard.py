@@ -66,7 +66,7 @@ class Skipper(asyncio.BufferedProtocol):
         if self.remaining > 0:
             return
         http.parser = type(http.parser)(http)  # the old one is still inside the skipped body
-        _lenient(http.parser)
+        lenient(http.parser)
         http.transport.set_protocol(http)
         if not http.transport.is_closing() and http.timeout_keep_alive_task is None and not http.pipeline:
             http.timeout_keep_alive_task = http.loop.call_later(
@@ -104,13 +104,13 @@ def _discard(fd: int, most: int) -> int:
     return dropped
 
 
-def _lenient(parser: Any) -> None:
+def lenient(parser: Any) -> None:
     """The parser setting uvicorn makes on its own parsers (answering the first of pipelined requests)."""
     with contextlib.suppress(AttributeError):  # httptools < 0.6.3 has no such setting
         parser.set_dangerous_leniencies(lenient_data_after_close=True)
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The request's body length, or ``None`` unless it has exactly one ``Content-Length`` and no
     ``Transfer-Encoding`` (then the parser goes on deciding where the body ends)."""
     lengths = [value for name, value in headers if name == b"content-length"]
@@ -148,7 +148,7 @@ def patch_discard() -> None:
             return
         if type(self.transport).__name__ != "TCPTransport":  # uvloop's plain TCP; TLS keeps the parser
             return
-        length = _content_length(self.headers)
+        length = content_length(self.headers)
         remaining = None if length is None else length - cycle.body_seen
         if remaining is None or remaining < MIN_SKIP:
             return

@@ -43,7 +43,14 @@ API_SOCKET = "_bento_api_server"  # the name BentoML gives its HTTP listening so
 WORKER_MODULE = "_bentoml_impl.worker.service"
 ASGIApp = Callable[..., Any]
 
-PATCHES = ("timeout_middleware", "listen_per_worker", "fast_lane", "batch_accept", "skip_answered_body")
+PATCHES = (
+    "timeout_middleware",
+    "listen_per_worker",
+    "fast_lane",
+    "batch_accept",
+    "skip_answered_body",
+    "direct_body",
+)
 """The patches by name (the ``patch`` label of ``serving_bentoml_patch_active``)."""
 ACTIVE: dict[str, bool] = dict.fromkeys(PATCHES, False)
 """Which patches this process applied."""
@@ -57,6 +64,8 @@ COST = {
     "new connection's first request can wait seconds",
     "skip_answered_body": "the body of a request refused before it was read still goes through the "
     "HTTP parser piece by piece (under overload most of the bytes a worker receives)",
+    "direct_body": "a large request body is copied piece by piece through the HTTP parser and joined "
+    "again (about 2.5x the CPU of reading it into one buffer for a 3.2 MB body)",
 }
 
 
@@ -97,6 +106,13 @@ REQUIRES = {
             "_unset_keepalive_if_required",
             "timeout_keep_alive_handler",
         )
+    ],
+    "direct_body": [
+        *(
+            f"uvicorn.protocols.http.httptools_impl:HttpToolsProtocol.{name}"
+            for name in ("on_headers_complete", "on_response_complete", "_unset_keepalive_if_required")
+        ),
+        "uvicorn.protocols.http.httptools_impl:RequestResponseCycle.receive",
     ],
 }
 """What each patch replaces or relies on, as ``module:attribute`` paths."""

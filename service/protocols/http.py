@@ -40,8 +40,10 @@ def error_response(error: ServingError, body: ErrorBody = ServingError.body) -> 
     return json_response(body(error), error.http_status, error.headers())
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing (413) anything over the data plane's body limit before reading it all."""
+async def read_body(request: Request) -> bytes | bytearray:
+    """The request body, refusing (413) anything over the data plane's body limit before reading it all.
+    A body that arrived whole (a large one read straight into one buffer, :mod:`service.bento.bodyread`,
+    is a ``bytearray``) is returned as it came, not copied."""
     limit = dataplane_of(request).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -58,7 +60,7 @@ async def read_body(request: Request) -> bytes:
         if total > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def guarded(handler: Handler, body: ErrorBody = ServingError.body) -> Handler:

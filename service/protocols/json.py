@@ -18,7 +18,7 @@ from service.protocols.tensor_json import IsTensor, loads_tensors
 _NUMERIC_KINDS = frozenset("iuf")
 
 
-def loads(body: bytes) -> Any:
+def loads(body: bytes | bytearray) -> Any:
     """Parse a JSON body; malformed JSON is a 400 that says where it broke."""
     if not body:
         raise InvalidInput("empty request body; expected a JSON object")
@@ -28,7 +28,7 @@ def loads(body: bytes) -> Any:
         raise InvalidInput(f"malformed JSON: {exc}") from None
 
 
-def loads_with_tensors(body: bytes, is_tensor: IsTensor, limits: Limits = DEFAULT_LIMITS) -> Any:
+def loads_with_tensors(body: bytes | bytearray, is_tensor: IsTensor, limits: Limits = DEFAULT_LIMITS) -> Any:
     """:func:`loads`, with the arrays at the paths ``is_tensor`` accepts already NumPy arrays where
     :mod:`service.protocols.tensor_json` can prove the result is the same (``json_to_array`` passes
     them through); everything else, errors included, is :func:`loads`'s."""

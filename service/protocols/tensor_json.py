@@ -44,7 +44,7 @@ class _Ordinary(Exception):
     """This body takes the ordinary path."""
 
 
-def loads_tensors(body: bytes, is_tensor: IsTensor, max_depth: int) -> Any | None:
+def loads_tensors(body: bytes | bytearray, is_tensor: IsTensor, max_depth: int) -> Any | None:
     """``orjson.loads(body)`` with every array at a path ``is_tensor`` accepts already an ``np.ndarray``
     (of at most ``max_depth`` dimensions); ``None`` when the ordinary path must decide."""
     if len(body) > MAX_BODY or b"\\" in body:
@@ -62,7 +62,7 @@ def loads_tensors(body: bytes, is_tensor: IsTensor, max_depth: int) -> Any | Non
     return value if body.translate(None, _SKIPPED) == skeleton else None
 
 
-def _parse(body: bytes) -> Any:
+def _parse(body: bytes | bytearray) -> Any:
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = simdjson.Parser()

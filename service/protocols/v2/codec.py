@@ -94,7 +94,7 @@ def array_from_values(name: str, values: np.ndarray, dtype_name: str, shape: lis
 
 # ----- REST: JSON and binary bodies ----------------------------------------------------------------
 def split_body(
-    body: bytes, header_length: str | None, limits: Limits = DEFAULT_LIMITS
+    body: bytes | bytearray, header_length: str | None, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[dict[str, Any], memoryview]:
     """The JSON header and the binary remainder of a V2 request body."""
     if header_length is None:

@@ -196,7 +196,7 @@ def test_a_client_that_never_sends_the_refused_body_is_closed_after_the_keep_ali
 def test_only_one_plain_content_length_lets_a_body_be_skipped(
     headers: list[tuple[bytes, bytes]], length: int | None
 ) -> None:
-    assert discard._content_length(headers) == length
+    assert discard.content_length(headers) == length
 
 
 def test_discard_drops_exactly_what_it_is_asked_and_leaves_the_next_bytes() -> None:

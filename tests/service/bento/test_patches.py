@@ -52,7 +52,7 @@ def test_report_patches_sets_one_gauge_per_patch(monkeypatch: pytest.MonkeyPatch
         patches,
         "ACTIVE",
         {"timeout_middleware": True, "listen_per_worker": False, "fast_lane": True, "batch_accept": True,
-         "skip_answered_body": False},
+         "skip_answered_body": False, "direct_body": True},
     )  # fmt: skip
     patches.report_patches(gauge)
     values = {
@@ -64,6 +64,7 @@ def test_report_patches_sets_one_gauge_per_patch(monkeypatch: pytest.MonkeyPatch
         "fast_lane": 1.0,
         "batch_accept": 1.0,
         "skip_answered_body": 0.0,
+        "direct_body": 1.0,
     }
 
 
