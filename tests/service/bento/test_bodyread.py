@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
 from service.bento import bodyread, patches
 from service.protocols.routes import is_ours
 from tests.service.bento.test_discard import Reader, post, send_in_background
-from tests.service.bento.threaded import serving
+from tests.service.bento.threaded import serving_app
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -83,13 +82,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, list[int]]]:
         init(self, http, cycle)
 
     monkeypatch.setattr(bodyread.BodyReader, "__init__", recording_init)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", log_level="warning", lifespan="off", timeout_keep_alive=1
-    )
-    with serving(uvicorn.Server(config), sock):
-        yield sock.getsockname()[1], read
+    with serving_app(app) as port:
+        yield port, read
     assert bodyread._pending == 0, "every buffer's share of the budget was given back"
 
 

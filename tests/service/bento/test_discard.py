@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
 from service.bento import discard, patches
-from tests.service.bento.threaded import serving
+from tests.service.bento.threaded import serving_app
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -58,13 +57,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, list[int]]]:
         init(self, http, remaining)
 
     monkeypatch.setattr(discard.Skipper, "__init__", recording_init)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", log_level="warning", lifespan="off", timeout_keep_alive=1
-    )
-    with serving(uvicorn.Server(config), sock):
-        yield sock.getsockname()[1], skipped
+    with serving_app(app) as port:
+        yield port, skipped
 
 
 def post(path: str, body: bytes, chunked: bool = False) -> bytes:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -27,3 +28,16 @@ def serving(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]:
         server.should_exit = True
         thread.join(10)
     assert not thread.is_alive(), "uvicorn did not shut down"
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[int]:
+    """``app`` on a real uvicorn (uvloop, httptools, 1 s keep-alive, no lifespan) on a free loopback
+    port until the block ends; yields the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", log_level="warning", lifespan="off", timeout_keep_alive=1
+    )
+    with serving(uvicorn.Server(config), sock):
+        yield sock.getsockname()[1]
