@@ -125,6 +125,9 @@ def patch_accept() -> None:
         if not sockets:
             return await original(self, sockets)
         await original(self, [])  # exits the process itself when the lifespan start-up fails
+        if not self.started:  # the lifespan asked to stop: uvicorn ends without serving
+            return
+        self.started = False  # not before the sockets below listen (uvicorn's own order)
         config, loop = self.config, asyncio.get_running_loop()
 
         def create_protocol() -> asyncio.Protocol:
@@ -137,6 +140,7 @@ def patch_accept() -> None:
                 loop, create_protocol, sock, ssl_context=config.ssl, backlog=config.backlog
             )
             self.servers.append(listener)
+        self.started = True
 
     cls.startup = startup
     ACTIVE["batch_accept"] = True

@@ -180,10 +180,11 @@ class ServedVersion:
             max_batch_size=config.max_batch_size,
             precision=config.precision,
         )
-        runtime.load()
-        batch = warmup_batch(metadata)
-        for _ in range(3):
-            runtime.predict(batch)
+        with runtime.load_lock or contextlib.nullcontext():
+            runtime.load()
+            batch = warmup_batch(metadata)
+            for _ in range(3):
+                runtime.predict(batch)
         return metadata, runtime
 
     async def retire(self) -> None:

@@ -8,8 +8,10 @@ protocols or metrics; :mod:`service.batching` and :mod:`service.dataplane` do th
 from __future__ import annotations
 
 import hashlib
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,6 +45,9 @@ class Runtime(ABC):
     computes_on_caller: bool = False
     """Whether a call computes on the calling thread alone (no pool of its own), so that thread's CPU
     time is what the call costs, whatever else competes for the core."""
+    load_lock: ClassVar[threading.Lock | None] = None
+    """Held over :meth:`load` and the warm-up batches, so versions of this runtime load one at a time in
+    a process (``None``: they load in parallel)."""
 
     def __init__(self, directory: Path, metadata: ModelMetadata) -> None:
         self.directory = directory

@@ -19,6 +19,7 @@ CPUs with AMX or AVX-512 bf16, and would move answers by ~1e-2 without anyone as
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     inline_ok = DEVICE == "CPU"
     platform = PLATFORMS["openvino"]
+    load_lock = threading.Lock()
+    """One version compiles and warms up at a time: a test run saw a worker hang for good with one
+    version in ``compile_model`` and two others in their warm-up ``infer``, all three blocked."""
 
     def __init__(
         self, directory: Path, metadata: ModelMetadata, threads: int, precision: str = "fp32"

@@ -119,11 +119,20 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def patched_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[uvicorn.Server, int]]:
-    """uvicorn serving a bound (not listening) socket, as BentoML's worker has it, with the patch on."""
+    """uvicorn serving a bound (not listening) socket, as BentoML's worker has it, with the patch on;
+    each batch listener records whether the server already said it had started when it was made."""
     monkeypatch.setattr(uvicorn.Server, "startup", uvicorn.Server.startup)  # undone after the test
     monkeypatch.setitem(patches.ACTIVE, "batch_accept", False)
     accept.patch_accept()
     assert patches.ACTIVE["batch_accept"]
+    init = accept.BatchListener.__init__
+
+    def recording_init(self: accept.BatchListener, *args: Any, **kwargs: Any) -> None:
+        STARTED_BEFORE_LISTENING.append(server.started)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(accept.BatchListener, "__init__", recording_init)
+    STARTED_BEFORE_LISTENING.clear()
     sock = bound()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(echo_app, loop="uvloop", log_level="warning", lifespan="off"))
@@ -131,11 +140,17 @@ def patched_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[uvicorn.Se
         yield server, port
 
 
+STARTED_BEFORE_LISTENING: list[bool] = []
+
+
 def test_uvicorn_serves_the_given_socket_through_the_batch_listener(
     patched_server: tuple[uvicorn.Server, int],
 ) -> None:
+    """Served, and ``started`` (what callers wait for) only once the socket listens: a client that
+    connects as soon as it is set is not refused."""
     server, port = patched_server
     assert [type(s) for s in server.servers] == [accept.BatchListener]
+    assert STARTED_BEFORE_LISTENING == [False] and server.started
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
         answers = [client.get(f"/n{i}") for i in range(5)]  # one keep-alive connection
     assert [a.status_code for a in answers] == [200] * 5

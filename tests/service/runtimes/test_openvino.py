@@ -3,17 +3,24 @@ the reference (same file, same precision: the same classes, outputs within a tol
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
+import time
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
 import pytest
 
+from service.models.registry import ModelRegistry
 from service.runtimes.base import Runtime
 from service.runtimes.factory import create_runtime
 from service.runtimes.openvino import OpenVinoRuntime, cpu_has_bf16
 from service.schema import ModelMetadata
+from service.settings import Settings
 
 TOLERANCE = {"fp32": 1e-5, "int8": 0.01}  # int8: the two engines round differently (0.005 seen)
 
@@ -98,3 +105,44 @@ def test_unload_releases_the_model(trained_repo: Path) -> None:
     assert ours.provider == "none"
     with pytest.raises(RuntimeError, match="before load"):
         ours.predict({"pixels": np.zeros((1, 28, 28, 1), np.float32)})
+
+
+def test_versions_compile_and_warm_up_one_at_a_time(
+    trained_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three OpenVINO versions loading together through the registry: from each one's ``load`` to its last
+    warm-up batch no other runs (``OpenVinoRuntime.load_lock``), and all three end up ready."""
+    repo = tmp_path / "repo"
+    names = ["ov-a", "ov-b", "ov-c"]
+    for name in names:
+        shutil.copytree(trained_repo / "cnn" / "1", repo / name / "1")
+    (repo / "serving.yaml").write_text(
+        "models:\n" + "".join(f"  {n}: {{runtime: openvino}}\n" for n in names)
+    )
+    spans: dict[int, list[float]] = {}
+    load, predict = OpenVinoRuntime.load, OpenVinoRuntime.predict
+
+    def timed_load(self: OpenVinoRuntime) -> None:
+        spans[id(self)] = [time.perf_counter()] * 2
+        load(self)
+        time.sleep(0.05)  # widen the window two unserialised loads would share
+
+    def timed_predict(self: OpenVinoRuntime, inputs: Any) -> Any:
+        out = predict(self, inputs)
+        spans[id(self)][1] = time.perf_counter()
+        return out
+
+    monkeypatch.setattr(OpenVinoRuntime, "load", timed_load)
+    monkeypatch.setattr(OpenVinoRuntime, "predict", timed_predict)
+
+    async def main() -> list[str]:
+        registry = ModelRegistry(Settings(repository=repo, poll_interval_s=0))
+        await registry.start()
+        states = [str(registry.resolve(n).state) for n in names]
+        await registry.close()
+        return states
+
+    assert asyncio.run(main()) == ["ready"] * 3
+    ordered = sorted(spans.values())
+    assert len(ordered) == 3
+    assert all(first[1] <= second[0] for first, second in pairwise(ordered)), ordered
