@@ -1,8 +1,8 @@
 """The workers of one ``bentoml serve``: a first start or a restart, and readiness for the whole server.
 
 Each worker leaves markers in a folder of the temporary directory named after its parent (the
-``bentoml serve`` process): ``worker-<id>`` when it starts, ``ready-<id>`` once it has loaded the
-repository for the first time.
+``bentoml serve`` process, by pid and start time): ``worker-<id>`` when it starts, ``ready-<id>`` once it
+has loaded the repository for the first time.
 
 - :func:`first_start` tells a worker whether it is a restart after a crash: a restarted worker loads its
   models before it listens, so new connections keep going to the workers that are ready while it loads.
@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
+
 
 def _worker_id() -> str | None:
     """This process's ``--worker-id`` under ``bentoml serve`` (``None`` outside BentoML's workers)."""
@@ -30,7 +32,14 @@ def _worker_id() -> str | None:
 
 
 def _folder() -> Path:
-    return Path(tempfile.gettempdir()) / f"keras-serving-{os.getppid()}"
+    """The markers' folder of this ``bentoml serve`` run: its pid and start time (in a container it is
+    pid 1 each time, and ``/tmp`` may outlive a container restart, as an ``emptyDir`` does)."""
+    parent = os.getppid()
+    try:
+        started = int(psutil.Process(parent).create_time() * 1000)
+    except psutil.Error:
+        return Path(tempfile.gettempdir()) / f"keras-serving-{parent}"
+    return Path(tempfile.gettempdir()) / f"keras-serving-{parent}-{started}"
 
 
 def first_start(workers: int) -> bool:

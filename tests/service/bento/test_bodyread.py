@@ -17,7 +17,7 @@ from uvicorn.protocols.http import httptools_impl
 from service.bento import bodyread, patches
 from service.protocols.routes import is_ours
 from tests.service.bento.test_discard import Reader, post, send_in_background
-from tests.service.bento.threaded import serving_app
+from tests.service.bento.threaded import body_parts, serving_app
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -28,11 +28,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"].endswith("/refuse"):
         body, status = b"refused", 503
     else:
-        parts, more = [], True
-        while more:
-            message = await receive()
-            parts.append(message.get("body", b""))
-            more = message.get("more_body", False)
+        parts = await body_parts(receive)
         data = b"".join(parts)
         digest = hashlib.sha256(data).hexdigest()
         body, status = f"{len(data)} {digest} {len(parts)} {type(parts[0]).__name__}".encode(), 200

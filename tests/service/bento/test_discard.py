@@ -15,7 +15,7 @@ import pytest
 from uvicorn.protocols.http import httptools_impl
 
 from service.bento import discard, patches
-from tests.service.bento.threaded import serving_app
+from tests.service.bento.threaded import body_parts, serving_app
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -26,11 +26,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b"refused"
         status = 503
     else:
-        parts, more = [], True
-        while more:
-            message = await receive()
-            parts.append(message.get("body", b""))
-            more = message.get("more_body", False)
+        parts = await body_parts(receive)
         data = b"".join(parts)
         body, status = f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode(), 200
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]

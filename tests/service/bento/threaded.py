@@ -41,3 +41,13 @@ def serving_app(app: Any) -> Iterator[int]:
     )
     with serving(uvicorn.Server(config), sock):
         yield sock.getsockname()[1]
+
+
+async def body_parts(receive: Any) -> list[Any]:
+    """Every ``http.request`` body an ASGI app receives for its request, in order."""
+    parts, more = [], True
+    while more:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return parts

@@ -20,6 +20,7 @@ class FailingRuntime:
     """A runtime whose ``load`` raises ``error`` (stands in for a framework bug we cannot provoke)."""
 
     provider = "none"
+    load_lock = None  # loads in parallel, as the runtime interface's default
 
     def __init__(self, error: Exception) -> None:
         self.error = error
