@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from service.bento import workers
 from service.bento.workers import ServerReadiness, first_start
 
 
@@ -87,3 +88,25 @@ def test_outside_bentoml_or_with_one_worker_it_is_always_ready(
     outside = ServerReadiness(2)
     outside.mark_ready()
     assert outside() and not list(arbiter.iterdir())
+
+
+def test_a_new_server_with_the_same_pid_starts_afresh(monkeypatch: pytest.MonkeyPatch, arbiter: Path) -> None:
+    """In a container ``bentoml serve`` is pid 1 on every start and ``/tmp`` may outlive the container:
+    the folder is named after the server's start time too, so the last run's markers do not count."""
+    started = [1000.0]
+
+    class Parent:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+        def create_time(self) -> float:
+            return started[0]
+
+    monkeypatch.setattr(workers.psutil, "Process", Parent)
+    assert start(monkeypatch, 1) and start(monkeypatch, 2)
+    for worker_id in (1, 2):
+        readiness(monkeypatch, worker_id).mark_ready()
+    assert readiness(monkeypatch, 1)()
+    started[0] = 2000.0  # the container restarted: same pid, a new server
+    assert start(monkeypatch, 1), "a first start again, not a restart"
+    assert not readiness(monkeypatch, 1)(), "not ready on the last run's markers"
