@@ -25,11 +25,10 @@ holds only what has arrived), so slow clients declaring large bodies cannot make
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from service.bento.discard import content_length, lenient, patch_discard
+from service.bento.discard import HandBack, content_length, patch_discard
 from service.bento.patches import ACTIVE, applicable
 
 MIN_DIRECT = 64 * 1024
@@ -57,51 +56,32 @@ def _release(cycle: Any) -> None:
     cycle.reserved = 0
 
 
-class BodyReader(asyncio.BufferedProtocol):
+class BodyReader(HandBack):
     """Reads the rest of ``cycle``'s body into its buffer, then hands the connection back to ``http``."""
 
     def __init__(self, http: Any, cycle: Any) -> None:
-        self.http, self.cycle = http, cycle
+        super().__init__(http)
+        self.cycle = cycle
         self.view = memoryview(cycle.direct)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.view[self.cycle.direct_got :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        http, cycle = self.http, self.cycle
-        http._unset_keepalive_if_required()  # the client is sending (as uvicorn's data_received)
+        cycle = self.cycle
+        self.http._unset_keepalive_if_required()  # the client is sending (as uvicorn's data_received)
         cycle.direct_got += nbytes
         cycle.body_seen += nbytes
         if cycle.direct_got < len(self.view):
             return
         _release(cycle)
-        http.parser = type(http.parser)(http)  # the old one is still inside the body
-        lenient(http.parser)
-        http.transport.set_protocol(http)
+        self.give_back(keep_alive=cycle.response_complete)  # answered before its body was in: as after it
         cycle.more_body = False
         cycle.message_event.set()
-        if (
-            cycle.response_complete  # answered before its body was in: keep-alive as after a response
-            and not http.transport.is_closing()
-            and http.timeout_keep_alive_task is None
-            and not http.pipeline
-        ):
-            http.timeout_keep_alive_task = http.loop.call_later(
-                http.timeout_keep_alive, http.timeout_keep_alive_handler
-            )
-
-    def eof_received(self) -> bool | None:
-        return self.http.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         _release(self.cycle)
-        self.http.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.http.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.http.resume_writing()
+        super().connection_lost(exc)
 
 
 def patch_body_read(ours: Callable[[str], bool], limit: int) -> None:

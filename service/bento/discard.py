@@ -45,30 +45,27 @@ _buffer = memoryview(bytearray(CHUNK))
 """Where every skipper of this process reads into: each read is dropped before the next is taken."""
 
 
-class Skipper(asyncio.BufferedProtocol):
-    """Takes ``remaining`` bytes off the connection, then hands it back to ``http``."""
+class HandBack(asyncio.BufferedProtocol):
+    """Takes the rest of a request's body off ``http``'s connection, then gives the connection back to
+    it (:meth:`give_back`); what the connection reports meanwhile goes to ``http``."""
 
-    def __init__(self, http: Any, remaining: int) -> None:
-        self.http, self.remaining = http, remaining
-        sock = http.transport.get_extra_info("socket")
-        self.fd: int = sock.fileno() if sock is not None and _TRUNCATE else -1
+    def __init__(self, http: Any) -> None:
+        self.http = http
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        limit = CHUNK if self.fd < 0 else COPIED
-        return _buffer[: min(self.remaining, limit)]  # never past this body
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def give_back(self, keep_alive: bool) -> None:
+        """The body is off the connection: ``http`` reads on with a fresh parser (the old one is still
+        inside the body); ``keep_alive``: its response is complete, so uvicorn's keep-alive timer is
+        armed as after any response."""
         http = self.http
-        http._unset_keepalive_if_required()  # the client is sending: not idle (as uvicorn's data_received)
-        self.remaining -= nbytes
-        if self.remaining > 0 and self.fd >= 0:
-            self.remaining -= _discard(self.fd, self.remaining)
-        if self.remaining > 0:
-            return
-        http.parser = type(http.parser)(http)  # the old one is still inside the skipped body
+        http.parser = type(http.parser)(http)
         lenient(http.parser)
         http.transport.set_protocol(http)
-        if not http.transport.is_closing() and http.timeout_keep_alive_task is None and not http.pipeline:
+        if (
+            keep_alive
+            and not http.transport.is_closing()
+            and http.timeout_keep_alive_task is None
+            and not http.pipeline
+        ):
             http.timeout_keep_alive_task = http.loop.call_later(
                 http.timeout_keep_alive, http.timeout_keep_alive_handler
             )
@@ -84,6 +81,28 @@ class Skipper(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.http.resume_writing()
+
+
+class Skipper(HandBack):
+    """Takes ``remaining`` bytes off the connection, then hands it back to ``http``."""
+
+    def __init__(self, http: Any, remaining: int) -> None:
+        super().__init__(http)
+        self.remaining = remaining
+        sock = http.transport.get_extra_info("socket")
+        self.fd: int = sock.fileno() if sock is not None and _TRUNCATE else -1
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        limit = CHUNK if self.fd < 0 else COPIED
+        return _buffer[: min(self.remaining, limit)]  # never past this body
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.http._unset_keepalive_if_required()  # the client is sending (as uvicorn's data_received)
+        self.remaining -= nbytes
+        if self.remaining > 0 and self.fd >= 0:
+            self.remaining -= _discard(self.fd, self.remaining)
+        if self.remaining <= 0:
+            self.give_back(keep_alive=True)  # its response went out before the body was skipped
 
 
 def _discard(fd: int, most: int) -> int:
