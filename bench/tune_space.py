@@ -26,7 +26,7 @@ class Candidate:
 
     workers: int = 2
     onnx_threads: int = 1
-    max_batch_size: int = 64
+    max_batch_size: int = 128  # the server's default (SERVING_MAX_BATCH_SIZE)
     max_wait_ms: float = 0.0
     runtime: str = "onnx"
     precision: str | None = None  # None: the model's default artifact (fp32); the key is left out

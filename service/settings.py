@@ -91,7 +91,12 @@ class Settings(BaseSettings):
     tensorrt_fp16: bool = Field(
         False, description="TensorRT builds FP16 engines (faster on tensor cores; outputs move by ~1e-3)."
     )
-    max_batch_size: int = Field(64, ge=1, description="Default largest merged batch (rows) per runtime call.")
+    max_batch_size: int = Field(
+        128,
+        ge=1,
+        description="Default largest merged batch (rows) per runtime call (128: two 64-row requests share a "
+        "call; README, Batching).",
+    )
     max_wait_ms: float = Field(
         0.0,
         ge=0,

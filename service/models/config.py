@@ -13,7 +13,7 @@
         onnx_providers: [CUDAExecutionProvider, CPUExecutionProvider]
         onnx_strict_providers: false   # true: a missing provider fails the load
         tensorrt_fp16: false
-        max_batch_size: 64
+        max_batch_size: 128
         max_wait_ms: 0
         max_queue_rows: 16384
         max_queue_delay_ms: 500
