@@ -2,10 +2,12 @@
 
 A closed-loop tool (wrk, locust users) waits for each answer before it sends again, so a slow server
 gets less load and overload never shows. Here request ``i`` is due at ``start + i / rate``; it goes out
-on an idle keep-alive connection, or on a new one while fewer than ``max_connections`` are open. When
-every connection is busy the request is counted as ``unsent`` (the generator, not the server, fell
-behind: such a run offered less than it says). Each answer is timed from when it was due, and kept
-with its status, ``Retry-After`` header and whether the body passed the caller's check.
+on an idle keep-alive connection that has sent all of its earlier request (a server that refuses a
+request before reading its body answers while the rest of that body is still being written), or on a
+new one while fewer than ``max_connections`` are open. When every connection is busy the request is
+counted as ``unsent`` (the generator, not the server, fell behind: such a run offered less than it
+says). Each answer is timed from when it was due, and kept with its status, ``Retry-After`` header and
+whether the body passed the caller's check.
 
 Raw asyncio protocols (no HTTP library) keep the generator cheap enough to outrun a server pinned to
 fewer cores on the same machine.
@@ -86,6 +88,18 @@ class _Connection(asyncio.Protocol):
             self.waiter = None
 
 
+def _sendable(idle: list[_Connection]) -> _Connection | None:
+    """The newest idle connection that has sent all of its earlier request, taken off ``idle``; ``None``
+    when there is none. A server may answer before it has read a request's body (a refusal), so a
+    connection can be idle while the rest of that body still waits in its write buffer: a request put
+    behind it would leave late, not on schedule."""
+    for i in range(len(idle) - 1, -1, -1):
+        transport = idle[i].transport
+        if transport is not None and not transport.get_write_buffer_size():
+            return idle.pop(i)
+    return None
+
+
 def _answer(
     due: float, now: float, status: int, head: bytes, body: bytes, rows: int, check: Check | None
 ) -> Answer:
@@ -163,10 +177,13 @@ async def open_loop(
             await asyncio.sleep(delay)
         while idle and idle[-1].closed:
             drop(idle.pop())
-        if idle:
-            connection: _Connection | None = idle.pop()
+        connection: _Connection | None = _sendable(idle)
+        if connection is not None:
+            pass
         elif live < max_connections:
             connection, live = None, live + 1
+        elif idle:  # every idle connection still sends an earlier body: the newest one, late
+            connection = idle.pop()
         else:
             run.unsent += 1
             continue
