@@ -90,12 +90,13 @@ class _Connection(asyncio.Protocol):
 
 def _sendable(idle: list[_Connection]) -> _Connection | None:
     """The newest idle connection that has sent all of its earlier request, taken off ``idle``; ``None``
-    when there is none. A server may answer before it has read a request's body (a refusal), so a
+    when there is none (one the server closed while idle is never taken). A server may answer before it has read a request's body (a refusal), so a
     connection can be idle while the rest of that body still waits in its write buffer: a request put
     behind it would leave late, not on schedule."""
     for i in range(len(idle) - 1, -1, -1):
-        transport = idle[i].transport
-        if transport is not None and not transport.get_write_buffer_size():
+        connection = idle[i]
+        transport = connection.transport
+        if not connection.closed and transport is not None and not transport.get_write_buffer_size():
             return idle.pop(i)
     return None
 
@@ -177,16 +178,15 @@ async def open_loop(
             await asyncio.sleep(delay)
         while idle and idle[-1].closed:
             drop(idle.pop())
-        connection: _Connection | None = _sendable(idle)
-        if connection is not None:
-            pass
-        elif live < max_connections:
-            connection, live = None, live + 1
-        elif idle:  # every idle connection still sends an earlier body: the newest one, late
-            connection = idle.pop()
-        else:
-            run.unsent += 1
-            continue
+        connection = _sendable(idle)
+        if connection is None:
+            if live < max_connections:
+                live += 1  # one() opens it
+            elif idle:  # every idle connection still sends an earlier body: the newest one, late
+                connection = idle.pop()
+            else:
+                run.unsent += 1
+                continue
         task = loop.create_task(one(due, connection))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

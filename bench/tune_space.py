@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.models.config import ModelPolicy
+from service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Candidate:
 
     workers: int = 2
     onnx_threads: int = 1
-    max_batch_size: int = 128  # the server's default (SERVING_MAX_BATCH_SIZE)
+    max_batch_size: int = Settings.model_fields["max_batch_size"].default  # the server's default
     max_wait_ms: float = 0.0
     runtime: str = "onnx"
     precision: str | None = None  # None: the model's default artifact (fp32); the key is left out

@@ -33,5 +33,13 @@ def test_the_newest_connection_that_has_sent_everything_is_taken() -> None:
     assert _sendable(idle) is None and idle == [busy]  # a request behind it would leave late
 
 
+def test_a_connection_the_server_closed_is_never_taken() -> None:
+    open_one, closed = connection(0), connection(0)
+    closed.closed = True  # closed by the server while idle, deeper in the pool than the trimmed end
+    idle: list[Any] = [open_one, closed, connection(1)]
+    assert _sendable(idle) is open_one
+    assert _sendable(idle) is None
+
+
 def test_an_empty_pool_has_nothing_to_give() -> None:
     assert _sendable([]) is None
