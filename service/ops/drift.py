@@ -10,10 +10,14 @@ counts and their running totals, so a row leaves the window exactly when it is `
 A window changes only with traffic; with none, the scores stay those of the last rows served.
 
 Cost on the request path: :meth:`Drift.observe` is a dict look-up and a deque append of the arrays by
-reference (nothing is copied or binned there). A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes
-what is queued, bins the newest ``window_rows`` rows of each version in one batch
-(:mod:`service.ops.drift_stats`) and sets the gauges. At most ``SERVING_DRIFT_QUEUE_ROWS`` rows wait;
-rows beyond are dropped and counted (``serving_drift_dropped_rows_total{reason="queue_full"}``).
+reference (nothing is copied or binned there). Each version queues only what its window can still
+use: once its queue holds ``window_rows`` rows without its oldest request, that request leaves it (it
+would leave the window as soon as it was binned), so the arrays of at most about ``window_rows`` rows
+per version stay referenced, and under load the window is the last rows answered, not the first of
+each interval. A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes what is queued, bins it
+(:mod:`service.ops.drift_stats`) and sets the gauges. At most ``SERVING_DRIFT_QUEUE_ROWS`` rows wait
+over all versions; rows beyond are dropped and counted
+(``serving_drift_dropped_rows_total{reason="queue_full"}``).
 
 Score: the PSI of each group against its reference proportions (:func:`~service.ops.drift_stats.psi`;
 < 0.1 stable, 0.1-0.25 moderate, > 0.25 drift) as ``serving_drift_score{model, version, feature}``, the
@@ -30,7 +34,7 @@ import logging
 import math
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -84,6 +88,10 @@ class Window:
         self.head = 0
         self.rows = 0
         self.retired = False
+        self.queue: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        """Served batches not binned yet (guarded by :attr:`Drift.queue_lock`)."""
+        self.queued = 0
+        """The rows in :attr:`queue`."""
         metrics = get_metrics()
         label = str(version)
         self.dropped = metrics.drift_dropped.labels(model, label, "queue_full")
@@ -131,11 +139,10 @@ class Drift:
         self.settings = registry.settings
         self.windows: dict[Key, Window] = {}
         """The versions drift is on for now; replaced whole by :meth:`configure`."""
-        self.pending: deque[tuple[Window, np.ndarray, np.ndarray]] = deque()
-        self.queued_rows = 0
-        """Rows ever queued (written on the event loop only)."""
-        self.binned_rows = 0
-        """Rows ever taken off the queue (written by the binning thread only)."""
+        self.waiting = 0
+        """Rows in every window's queue together (guarded by :attr:`queue_lock`)."""
+        self.queue_lock = threading.Lock()
+        """Held by the event loop to queue a batch and by the thread to take a queue: never while binning."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,6 +173,10 @@ class Drift:
         for key, window in self.windows.items():
             if windows.get(key) is not window:
                 window.retire()
+                with self.queue_lock:  # its rows would no longer be scored
+                    self.waiting -= window.queued
+                    window.queue.clear()
+                    window.queued = 0
         self.windows = windows
         if windows and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="drift", daemon=True)
@@ -178,29 +189,38 @@ class Drift:
             return
         inputs, outputs = served.inputs[window.input], served.outputs[window.output]
         rows = len(inputs)
-        if self.queued_rows - self.binned_rows + rows > self.settings.drift_queue_rows:
-            window.dropped.inc(rows)
-            return
-        self.queued_rows += rows
-        self.pending.append((window, inputs, outputs))
+        with self.queue_lock:
+            if self.waiting + rows > self.settings.drift_queue_rows:
+                window.dropped.inc(rows)
+                return
+            queue = window.queue
+            queue.append((inputs, outputs))
+            window.queued += rows
+            self.waiting += rows
+            # the oldest request would leave the window as soon as it was binned: let it go now
+            while window.queued - len(queue[0][0]) >= window.capacity:
+                gone = len(queue.popleft()[0])
+                window.queued -= gone
+                self.waiting -= gone
 
     def flush(self) -> int:
-        """Bin everything queued now and update the gauges; returns the rows taken off the queue."""
+        """Bin everything queued now and update the gauges; returns the rows that reached a window."""
         with self._lock:
-            batches: dict[Window, list[tuple[np.ndarray, np.ndarray]]] = {}
-            taken = 0
-            while self.pending:
-                window, inputs, outputs = self.pending.popleft()
-                batches.setdefault(window, []).append((inputs, outputs))
-                taken += len(inputs)
-            for window, items in batches.items():
+            binned = 0
+            for window in list(self.windows.values()):
+                with self.queue_lock:
+                    items, window.queue = list(window.queue), deque()
+                    self.waiting -= window.queued
+                    window.queued = 0
+                if not items:
+                    continue
                 try:
-                    window.add(*_newest(items, window.capacity))
+                    window.add(np.concatenate([i for i, _ in items]), np.concatenate([o for _, o in items]))
                     window.publish()
+                    binned += min(window.capacity, sum(len(i) for i, _ in items))
                 except Exception:  # a bug here must never stop the thread
                     log.exception("drift: binning rows of %s version %s failed", window.model, window.version)
-            self.binned_rows += taken
-            return taken
+            return binned
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.drift_interval_s):
@@ -209,15 +229,3 @@ class Drift:
     def close(self) -> None:
         """Stop the thread (queued rows are of no use after shutdown)."""
         self._stop.set()
-
-
-def _newest(items: list[tuple[np.ndarray, np.ndarray]], rows: int) -> tuple[np.ndarray, Any]:
-    """The last ``rows`` rows of the queued batches, concatenated (older rows would leave the window at once)."""
-    kept, count = [], 0
-    for inputs, outputs in reversed(items):
-        kept.append((inputs, outputs))
-        count += len(inputs)
-        if count >= rows:
-            break
-    kept.reverse()
-    return np.concatenate([i for i, _ in kept]), np.concatenate([o for _, o in kept])

@@ -127,7 +127,8 @@ def test_served_rows_are_scored_per_version_and_feature(tmp_path: Path) -> None:
         assert drift in dp.ops.observers and dp.ops.active
         await send(dp, "drift_dp", RNG.normal(size=(300, 4)).astype(np.float32))
         assert gauge("serving_drift_window_rows", model="drift_dp", version="1") == 0  # nothing binned yet
-        assert drift.flush() == 300
+        assert drift.windows[("drift_dp", 1)].queued == 200  # the 100 oldest would leave the window at once
+        assert drift.flush() == 200
         assert gauge("serving_drift_window_rows", model="drift_dp", version="1") == 200
         calm = scores("drift_dp", reference)
         assert set(calm) == {"f0", "f1", "f2", "f3", "prediction"} and max(calm.values()) < STABLE, calm
@@ -159,6 +160,35 @@ def test_a_full_queue_drops_and_counts_rows(tmp_path: Path) -> None:
         assert (
             gauge("serving_drift_dropped_rows_total", model="drift_q", version="1", reason="queue_full") == 20
         )
+        dp.ops.close()
+        await dp.registry.close()
+
+    asyncio.run(main())
+
+
+def test_the_queue_keeps_only_the_newest_rows_a_window_can_use(tmp_path: Path) -> None:
+    """A version queues about ``window_rows`` rows at most: older requests leave the queue as newer ones
+    come (their arrays are no longer held), nothing is dropped as queue_full although more rows than
+    ``drift_queue_rows`` were answered between two flushes, and the window bins the last rows answered."""
+    write_model(tmp_path, "drift_newest", policy="drift: {window_rows: 50}")
+
+    async def main() -> None:
+        dp, drift = await started(tmp_path, drift_queue_rows=100)
+        window = drift.windows[("drift_newest", 1)]
+        calm = RNG.normal(size=(200, 4)).astype(np.float32)
+        shifted = RNG.uniform(2, 4, size=(60, 4)).astype(np.float32)
+        await send(dp, "drift_newest", calm, per_request=20)
+        assert window.queued == 60 and drift.waiting == 60  # 3 requests: without the oldest, 40 < 50
+        await send(dp, "drift_newest", shifted, per_request=20)
+        assert window.queued == 60 and len(window.queue) == 3
+        dropped = gauge(
+            "serving_drift_dropped_rows_total", model="drift_newest", version="1", reason="queue_full"
+        )
+        assert not dropped, dropped
+        assert drift.flush() == 50
+        assert drift.waiting == 0 and window.queued == 0 and not window.queue
+        assert window.rows == 50
+        assert min(window.scores().values()) > DRIFT, window.scores()  # only the shifted rows count
         dp.ops.close()
         await dp.registry.close()
 
@@ -253,7 +283,7 @@ def test_the_thread_bins_without_being_asked(tmp_path: Path) -> None:
         while gauge("serving_drift_window_rows", model="drift_thread", version="1") != 75:
             assert time.monotonic() < deadline, "the drift thread did not bin the rows within 5 s"
             await asyncio.sleep(0.05)
-        assert drift.pending == type(drift.pending)()
+        assert drift.waiting == 0 and not drift.windows[("drift_thread", 1)].queue
         dp.ops.close()
         await dp.registry.close()
 
