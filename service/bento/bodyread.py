@@ -15,7 +15,9 @@ then it stops reading); at that first ``receive()`` what has gathered moves into
 length and the connection goes to a :class:`BodyReader`, a buffered protocol that reads the rest into
 that buffer (never past the body, so a pipelined request stays in the kernel) and, once it is full,
 gives the connection back with a fresh parser, as if the old one had seen the message end. The app's
-``receive()`` gets the whole body at once, as that ``bytearray``. A request answered before it asks
+``receive()`` gets the whole body at once, as that ``bytearray`` (or, when the whole body had come
+before the app asked, as the ``bytearray`` uvicorn gathered it in, where uvicorn would copy it into
+``bytes``). A request answered before it asks
 (admission's 503, an unknown model's 404) never gets a buffer: its body is skipped as before
 (:mod:`service.bento.discard`), and so is the rest of one answered while it arrives (a deadline).
 Bodies over the limit keep uvicorn's path (the app answers 413 without reading them), and the buffers
@@ -63,6 +65,7 @@ class BodyReader(HandBack):
         super().__init__(http)
         self.cycle = cycle
         self.view = memoryview(cycle.direct)
+        self.low_water(len(self.view) - cycle.direct_got)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.view[self.cycle.direct_got :]
@@ -73,6 +76,7 @@ class BodyReader(HandBack):
         cycle.direct_got += nbytes
         cycle.body_seen += nbytes
         if cycle.direct_got < len(self.view):
+            self.low_water(len(self.view) - cycle.direct_got)
             return
         _release(cycle)
         self.give_back(keep_alive=cycle.response_complete)  # answered before its body was in: as after it
@@ -137,6 +141,12 @@ def patch_body_read(ours: Callable[[str], bool], limit: int) -> None:
         return True
 
     async def direct_receive(self: Any) -> Any:
+        whole = self.direct is None and self.http is not None and not self.more_body
+        if whole and not self.disconnected and not self.response_complete:
+            # the whole body came before the app asked: uvicorn's own buffer, not a copy of it
+            self.http = None
+            body, self.body = self.body, bytearray()
+            return {"type": "http.request", "body": body, "more_body": False}
         if self.direct is None and (self.http is None or self.response_complete or not start_direct(self)):
             return await receive(self)
         if self.waiting_for_100_continue and not self.transport.is_closing():

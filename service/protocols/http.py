@@ -59,7 +59,10 @@ async def read_body(request: Request) -> bytes | bytearray:
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
-        chunks.append(chunk)
+        if chunk:  # Starlette ends the stream with an empty chunk
+            chunks.append(chunk)
+    if not chunks:
+        return b""
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

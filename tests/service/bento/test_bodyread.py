@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http import httptools_impl
 
-from service.bento import bodyread, patches
+from service.bento import bodyread, discard, patches
 from service.protocols.routes import is_ours
 from tests.service.bento.test_discard import Reader, post, send_in_background
 from tests.service.bento.threaded import body_parts, serving_app
@@ -38,7 +39,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def answer(data: bytes, direct: bool) -> bytes:
-    """What ``/echo`` says of ``data``: read directly (one bytearray) or by uvicorn (bytes)."""
+    """What ``/echo`` says of ``data``: one bytearray (read directly, or gathered whole by uvicorn before
+    the app asked and handed over as it is) or by uvicorn's ``receive`` (bytes)."""
     digest = hashlib.sha256(data).hexdigest()
     return f"{len(data)} {digest} 1 bytearray".encode() if direct else f"{len(data)} {digest}".encode()
 
@@ -90,7 +92,8 @@ def test_a_large_body_arrives_whole_and_the_next_requests_are_read_as_before(
     big, mid, small = bytes(range(256)) * 12_500, b"m" * 200_000, b"s" * 1000
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         reader = Reader(sock)
-        for data, direct in ((big, True), (small, False), (mid, None), (small, False)):
+        # mid: read directly, or in whole before the app asked and then handed over uncopied: one bytearray
+        for data, direct in ((big, True), (small, False), (mid, True), (small, False)):
             sender = send_in_background(sock, post("/v1/echo", data))
             check(reader.response(), data, direct)
             sender.join(10)
@@ -177,3 +180,40 @@ def test_a_client_that_waits_for_100_continue_gets_it_and_its_body_read_directly
         check(Reader(sock).response(), body, True)
         sender.join(10)
     assert read == [len(body)]
+
+
+def test_a_direct_body_wakes_the_loop_per_megabyte_not_per_segment(
+    server: tuple[int, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a 3.2 MB body is read into its buffer, the kernel reports the connection readable only once
+    ``LOW_WATER`` bytes (or the rest) are in (``SO_RCVLOWAT``): a few arrivals, not one per segment of a
+    body sent 32 KiB at a time; then the mark is back to 1 byte and the next request is served."""
+    port, read = server
+    arrivals: list[int] = []
+    readers: list[bodyread.BodyReader] = []
+    updated = bodyread.BodyReader.buffer_updated
+
+    def recording(self: bodyread.BodyReader, nbytes: int) -> None:
+        arrivals.append(nbytes)
+        readers.append(self)
+        updated(self, nbytes)
+
+    monkeypatch.setattr(bodyread.BodyReader, "buffer_updated", recording)
+    big = bytes(range(256)) * 12_500
+    request = post("/v1/echo", big)
+
+    def trickle(sock: socket.socket) -> None:
+        for at in range(0, len(request), 32 * 1024):
+            sock.sendall(request[at : at + 32 * 1024])
+            time.sleep(0.0005)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = threading.Thread(target=trickle, args=(sock,), daemon=True)
+        sender.start()
+        check(reader.response(), big, True)
+        sender.join(10)
+        sock.sendall(post("/v1/echo", b"small"))
+        check(reader.response(), b"small", False)
+    assert read == [len(big)] and readers[-1].low == 1
+    assert 1 <= len(arrivals) <= len(big) // discard.LOW_WATER + 3, arrivals

@@ -235,3 +235,73 @@ def test_most_of_a_skipped_body_is_dropped_in_the_kernel_not_copied(
     assert len(skipped) == 1
     copied = skipped[0] - sum(dropped)  # what the event loop read of the body once it was answered
     assert sum(dropped) > 0 and copied <= discard.COPIED * len(dropped) + discard.COPIED, (copied, dropped)
+
+
+def test_a_skipped_body_wakes_the_loop_per_megabyte_not_per_segment(
+    server: tuple[int, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a refused 3.2 MB body is skipped the kernel reports the connection readable only once
+    ``LOW_WATER`` bytes (or the rest) are in (``SO_RCVLOWAT``): a few arrivals, not one per ~64 KiB
+    segment; once the body is off the connection the mark is back to 1 byte, so the next request's
+    head is read as soon as it comes."""
+    port, _ = server
+    arrivals: list[int] = []
+    skippers: list[discard.Skipper] = []
+    updated, init = discard.Skipper.buffer_updated, discard.Skipper.__init__
+
+    def recording_init(self: discard.Skipper, http: Any, remaining: int) -> None:
+        skippers.append(self)
+        init(self, http, remaining)
+
+    def recording(self: discard.Skipper, nbytes: int) -> None:
+        arrivals.append(nbytes)
+        updated(self, nbytes)
+
+    monkeypatch.setattr(discard.Skipper, "__init__", recording_init)
+    monkeypatch.setattr(discard.Skipper, "buffer_updated", recording)
+    big = b"w" * 3_200_000
+    request = post("/refuse", big)
+
+    def trickle(sock: socket.socket) -> None:  # 32 KiB at a time: each could be an arrival
+        for at in range(0, len(request), 32 * 1024):
+            sock.sendall(request[at : at + 32 * 1024])
+            time.sleep(0.0005)
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = Reader(sock)
+        sender = threading.Thread(target=trickle, args=(sock,), daemon=True)
+        sender.start()
+        assert reader.response() == (503, b"refused")
+        sender.join(10)
+        assert not sender.is_alive()
+        sock.sendall(post("/echo", b"after it"))
+        assert reader.response() == (200, echoed(b"after it"))
+    (skipper,) = skippers
+    assert skipper.remaining <= 0 and skipper.low == 1
+    assert 1 <= len(arrivals) <= len(big) // discard.LOW_WATER + 3, arrivals
+
+
+def test_the_low_water_mark_is_set_on_the_socket_and_reset() -> None:
+    """``low_water`` sets ``SO_RCVLOWAT`` to the bytes still to come, at most ``LOW_WATER``, and 1 again."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    with listener, socket.create_connection(listener.getsockname()):
+        served, _ = listener.accept()
+        with served:
+
+            class Transport:
+                def get_extra_info(self, name: str) -> Any:
+                    return served if name == "socket" else None
+
+            class Http:
+                transport = Transport()
+
+            hand = discard.HandBack(Http())
+            lowat = (socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+            hand.low_water(5 * discard.LOW_WATER)
+            assert served.getsockopt(*lowat) == discard.LOW_WATER
+            hand.low_water(300_000)
+            assert served.getsockopt(*lowat) == 300_000
+            hand.low_water(1)
+            assert served.getsockopt(*lowat) == 1 and hand.low == 1
