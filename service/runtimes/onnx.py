@@ -23,10 +23,31 @@ from service.runtimes.providers import (
 )
 from service.schema import ModelMetadata
 
+DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
+"""Graph optimizations every session of ours leaves out. ONNX Runtime's QDQ propagation moves a
+QuantizeLinear up through the data-movement nodes before it (Reshape, Transpose, MaxPool), so that they
+run on uint8. On the int8 CNN that puts the quantize step before the MaxPool, which then runs without
+ONNX Runtime's blocked (NCHWc) float layout: measured one thread on the AMX Xeon, batch 64, the pool
+took 1.85 ms instead of 0.27 ms and the variant ran at 15,500 images/s instead of 78,200. Float graphs
+have no QDQ nodes, so for them this changes nothing."""
+
 BF16_REFUSED = (
     "runtime onnx has no bf16 precision (ONNX Runtime runs model.onnx in fp32 or model.int8.onnx in int8): "
     "serve bf16 with runtime openvino, or choose precision fp32 or int8"
 )
+
+
+def open_session(
+    path: Path, options: ort.SessionOptions | None = None, providers: list[ProviderSpec] | None = None
+) -> ort.InferenceSession:
+    """An ONNX Runtime session as the server runs one: :data:`DISABLED_OPTIMIZERS` left out (the
+    exporter's accuracy gate evaluates its variants through this too)."""
+    return ort.InferenceSession(
+        str(path),
+        sess_options=options,
+        providers=providers or ["CPUExecutionProvider"],
+        disabled_optimizers=DISABLED_OPTIMIZERS,
+    )
 
 
 class OnnxRuntime(Runtime):
@@ -65,9 +86,7 @@ class OnnxRuntime(Runtime):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(
-                str(self.directory / model_file), sess_options=options, providers=providers
-            )
+            self._session = open_session(self.directory / model_file, options, providers)
         except Exception as exc:  # ORT raises its own exception types for corrupt graphs
             raise ArtifactError(f"{model_file} cannot be loaded: {exc}") from exc
         check_in_use(providers, self._session.get_providers(), self.options, self._where)

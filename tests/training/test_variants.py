@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from pydantic import ValidationError
@@ -116,3 +117,14 @@ def test_metadata_without_variants_stays_valid_and_a_wrong_digest_does_not(quick
     raw["variants"]["int8"] = {"exported": False}
     with pytest.raises(ValidationError, match="needs a reason"):
         ModelMetadata.model_validate(raw)
+
+
+def test_int8_quantizes_the_dense_layers_and_leaves_the_convolution_float(quick_repo: Path) -> None:
+    graph = onnx.load(quick_repo / "cnn" / "1" / "model.int8.onnx").graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    fed_by = {node.op_type: [made_by.get(i) for i in node.input] for node in graph.node}
+    assert "DequantizeLinear" not in fed_by["Conv"], "the convolution's input and weights stay float"
+    dense = [node for node in graph.node if node.op_type in {"MatMul", "Gemm"}]
+    assert len(dense) == 2, "Dense(128) and the output layer"
+    for node in dense:
+        assert [made_by.get(i) for i in node.input[:2]] == ["DequantizeLinear"] * 2, node.name
