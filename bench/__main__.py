@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 def finish(doc: dict[str, Any], out: Path, notes: Path | None) -> int:
     """Ratios, targets, plots, ``results.json`` and ``report.md`` from the measured ``doc``."""
     doc["ratios"] = analysis.ratios(doc["servers"], 64)
+    doc["ratios_int8"] = analysis.ratios(doc["servers"], 64, analysis.INT8)
     doc["targets"] = analysis.targets(doc["servers"])
     doc["ours_memory"] = analysis.ours_memory(doc["servers"])
     doc["plots"] = plots.plot_all(doc["servers"], out)

@@ -6,8 +6,9 @@ from typing import Any
 
 from bench import config as C
 
-OURS_SINGLE = ("ours", "native-json")
 BINARY = f"v2-binary-x{C.BATCH_IMAGES}"
+INT8 = "ours-int8"
+"""Ours serving the int8 variant: its targets are checked beside fp32's, labelled ``(int8)``."""
 
 
 def point(servers: list[dict[str, Any]], server: str, scenario: str, c: int) -> dict[str, Any] | None:
@@ -29,9 +30,10 @@ def single_image_points(servers: list[dict[str, Any]], c: int) -> dict[str, dict
     }
 
 
-def ratios(servers: list[dict[str, Any]], c: int = 64) -> dict[str, Any]:
-    """ours (native JSON) over the naive BentoML baseline and over the best peer, at ``c`` clients."""
-    ours = point(servers, *OURS_SINGLE, c)
+def ratios(servers: list[dict[str, Any]], c: int = 64, ours_server: str = "ours") -> dict[str, Any]:
+    """ours (native JSON) over the naive BentoML baseline and over the best peer, at ``c`` clients
+    (``ours_server``: ``ours``, or :data:`INT8` for the int8 variant's figures)."""
+    ours = point(servers, ours_server, "native-json", c)
     out: dict[str, Any] = {"connections": c, "ours_rps": ours["rps"] if ours else None}
     peers = {}
     for s in servers:
@@ -96,24 +98,36 @@ def ours_memory(servers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def targets(servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every target of the issue with its measured value and verdict."""
-    p64 = point(servers, *OURS_SINGLE, 64)
-    r = ratios(servers, 64)
-    c1 = point(servers, *OURS_SINGLE, 1)
-    binary = [p for s in servers if s["server"] == "ours" for p in s["points"] if p["scenario"] == BINARY]
+    """Every target with its measured value and verdict: ours (fp32), then the same targets for the
+    int8 variant where :data:`INT8` was measured (memory only once: the variant changes little there)."""
+    rows = _targets_of(servers, "ours", "")
+    rows.append(
+        _target(
+            "RSS per worker", ours_memory(servers)["max_worker_rss_mb"], C.TARGET_RSS_MB_WORKER, False, "MB"
+        )
+    )
+    if any(s["server"] == INT8 and s.get("points") for s in servers):
+        rows += _targets_of(servers, INT8, " (int8)")
+    return rows
+
+
+def _targets_of(servers: list[dict[str, Any]], server: str, label: str) -> list[dict[str, Any]]:
+    p64 = point(servers, server, "native-json", 64)
+    r = ratios(servers, 64, server)
+    c1 = point(servers, server, "native-json", 1)
+    binary = [p for s in servers if s["server"] == server for p in s["points"] if p["scenario"] == BINARY]
     best_bin = max(binary, key=lambda p: p["images_per_s"]) if binary else None
     server_p50 = (c1 or {}).get("server_side", {}).get("p50_ms")
     errors = None if p64 is None else p64["non2xx"] + p64["socket_errors"]
     return [
-        _target("CNN single image JSON, 64 clients: throughput", p64 and p64["rps"], C.TARGET_RPS_64, True, "req/s"),
-        _target("CNN single image JSON, 64 clients: p99", p64 and p64["p99_ms"], C.TARGET_P99_MS_64, False, "ms"),
-        _target("CNN single image JSON, 64 clients: non-2xx + socket errors", errors, 0, False, "count"),
-        _target("ours / PyTriton at 64 clients", r.get("ours_over_pytriton"), C.TARGET_X_PYTRITON, True, "×"),
-        _target("ours / naive BentoML at 64 clients", r.get("ours_over_naive-bentoml"), C.TARGET_X_NAIVE, True, "×"),
-        _target(f"V2 binary, {C.BATCH_IMAGES} images/request", best_bin and best_bin["images_per_s"],
+        _target(f"CNN single image JSON, 64 clients: throughput{label}", p64 and p64["rps"], C.TARGET_RPS_64, True, "req/s"),
+        _target(f"CNN single image JSON, 64 clients: p99{label}", p64 and p64["p99_ms"], C.TARGET_P99_MS_64, False, "ms"),
+        _target(f"CNN single image JSON, 64 clients: non-2xx + socket errors{label}", errors, 0, False, "count"),
+        _target(f"ours / PyTriton at 64 clients{label}", r.get("ours_over_pytriton"), C.TARGET_X_PYTRITON, True, "×"),
+        _target(f"ours / naive BentoML at 64 clients{label}", r.get("ours_over_naive-bentoml"), C.TARGET_X_NAIVE, True, "×"),
+        _target(f"V2 binary, {C.BATCH_IMAGES} images/request{label}", best_bin and best_bin["images_per_s"],
                 C.TARGET_BINARY_IMAGES_S, True, "images/s",
                 f"best at c={best_bin['connections']}" if best_bin else ""),
-        _target("concurrency 1: server-side p50 (our histogram)", server_p50, C.TARGET_SERVER_P50_MS_C1, False, "ms",
-                f"wrk client-side p50 {c1['p50_ms']:.2f} ms" if c1 else ""),
-        _target("RSS per worker", ours_memory(servers)["max_worker_rss_mb"], C.TARGET_RSS_MB_WORKER, False, "MB"),
+        _target(f"concurrency 1: client-side p50 (wrk){label}", c1 and c1["p50_ms"], C.TARGET_CLIENT_P50_MS_C1, False,
+                "ms", f"server-side p50 (our histogram) {server_p50:.3f} ms" if server_p50 else ""),
     ]  # fmt: skip

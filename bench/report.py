@@ -44,14 +44,14 @@ def results_table(servers: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
-def ratio_lines(r: dict[str, Any]) -> list[str]:
+def ratio_lines(r: dict[str, Any], ours: str = "ours") -> list[str]:
     if r.get("ours_rps") is None:
         return ["Our service was not measured at this concurrency."]
-    lines = [f"At {r['connections']} clients, ours (native JSON, one image) = {_f(r['ours_rps'], 0)} req/s."]
+    lines = [f"At {r['connections']} clients, {ours} (native JSON, one image) = {_f(r['ours_rps'], 0)} req/s."]
     for name, rps in r["peers_rps"].items():
-        lines.append(f"- ours / {name}: **{r[f'ours_over_{name}']:.2f}×** ({_f(rps, 0)} req/s)")
+        lines.append(f"- {ours} / {name}: **{r[f'ours_over_{name}']:.2f}×** ({_f(rps, 0)} req/s)")
     if "best_peer" in r:
-        lines.append(f"- ours / best peer ({r['best_peer']}): **{r['ours_over_best_peer']:.2f}×**")
+        lines.append(f"- {ours} / best peer ({r['best_peer']}): **{r['ours_over_best_peer']:.2f}×**")
     if "ours_v2_json_over_pytriton" in r:
         lines.append(f"- same protocol (V2 JSON): ours / pytriton {r['ours_v2_json_over_pytriton']:.2f}×")
     if r.get("ours_v2_json_over_bare_asgi"):
@@ -113,6 +113,8 @@ def render(doc: dict[str, Any], notes: str = "") -> str:
             "*(n c)*: most established client connections seen on that process during the point.",
             "", "![throughput](throughput.png)", "", "![latency](latency.png)", ""]  # fmt: skip
     out += ["## Ratios at 64 clients", "", *ratio_lines(r64), ""]
+    if doc.get("ratios_int8", {}).get("ours_rps") is not None:
+        out += ["With the int8 variant (`ours-int8`):", "", *ratio_lines(doc["ratios_int8"], "ours-int8"), ""]
     out += ["## Targets", "", "| target | goal | measured | verdict | note |", "|---|--:|--:|---|---|"]
     for t in tg:
         out.append(

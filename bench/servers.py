@@ -45,16 +45,22 @@ def _env(model: ModelInfo, cfg: BenchConfig, **extra: str) -> dict[str, str]:
     return {**os.environ, **model.env(), "BENCH_WORKERS": str(cfg.workers), "PYTHONUNBUFFERED": "1", **extra}
 
 
-def launch_ours(model: ModelInfo, cfg: BenchConfig, work: Path) -> Launch:
+def launch_ours(model: ModelInfo, cfg: BenchConfig, work: Path, precision: str = "fp32") -> Launch:
     port = free_port()
     env = _env(
         model, cfg,
         SERVING_REPOSITORY=str(cfg.repo.resolve()), SERVING_PORT=str(port), SERVING_WORKERS=str(cfg.workers),
         SERVING_GRPC_TFSERVING_PORT="0", SERVING_GRPC_V2_PORT="0", BENTOML_HOME=str(work / "bentoml-home"),
+        SERVING_PRECISION=precision,
     )  # fmt: skip
     cmd = [str(PROJECT_BIN / "bentoml"), "serve", "service.service:ModelServer", "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
     return Launch(ServerProcess(cmd, env, ROOT, work / "server.log").start(), port, "/readyz")
+
+
+def launch_ours_int8(model: ModelInfo, cfg: BenchConfig, work: Path) -> Launch:
+    """Ours serving the model's int8 variant (``model.int8.onnx``, exported beside ``model.onnx``)."""
+    return launch_ours(model, cfg, work, precision="int8")
 
 
 def launch_naive(model: ModelInfo, cfg: BenchConfig, work: Path) -> Launch:
@@ -121,6 +127,8 @@ SERVERS: dict[str, ServerSpec] = {
     for s in (
         ServerSpec("ours", "this project's BentoML service (native API, V2 JSON, V2 binary)",
                    ("native-json", "v2-json", BINARY), launch_ours, serving_metrics=True),
+        ServerSpec("ours-int8", "the same service with the model's int8 variant (SERVING_PRECISION=int8)",
+                   ("native-json", BINARY), launch_ours_int8, serving_metrics=True),
         ServerSpec("naive-bentoml", "tutorial-style BentoML: one @bentoml.api(batchable=True) numpy endpoint",
                    ("naive-json",), launch_naive),
         ServerSpec("mlserver", "MLServer 1.7.1, custom ONNX Runtime class, adaptive batching (64, 2 ms)",
