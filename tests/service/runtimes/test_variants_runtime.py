@@ -151,3 +151,15 @@ def test_int8_sessions_keep_the_pool_in_float(trained_repo: Path, tmp_path: Path
     assert ("QGemm", "QuantizeLinear") in ours, "the dense layer still runs as int8"
     plain = optimized(lambda path, options: ort.InferenceSession(str(path), options, providers=CPU))
     assert ("MaxPool", "QuantizeLinear") in plain, "what the setting prevents"
+
+
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_an_int8_answer_does_not_depend_on_the_rest_of_its_batch(trained_repo: Path, kind: str) -> None:
+    """Static scales: each row gets bit for bit the answer it gets alone, whoever shares its batch."""
+    runtime, meta = loaded(kind, trained_repo / "cnn" / "1", "int8")
+    name, out = meta.inputs[0].name, meta.outputs[0].name
+    rows = np.random.default_rng(0).random((48, 28, 28, 1), dtype=np.float32)
+    together = runtime.predict({name: rows})[out]
+    alone = np.concatenate([runtime.predict({name: rows[i : i + 1]})[out] for i in range(len(rows))])
+    others = runtime.predict({name: np.concatenate([rows[:8], rows[::-1][:8] * 0.5])})[out][:8]
+    assert np.array_equal(together, alone) and np.array_equal(together[:8], others)
