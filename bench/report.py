@@ -47,7 +47,9 @@ def results_table(servers: list[dict[str, Any]]) -> list[str]:
 def ratio_lines(r: dict[str, Any], ours: str = "ours") -> list[str]:
     if r.get("ours_rps") is None:
         return ["Our service was not measured at this concurrency."]
-    lines = [f"At {r['connections']} clients, {ours} (native JSON, one image) = {_f(r['ours_rps'], 0)} req/s."]
+    lines = [
+        f"At {r['connections']} clients, {ours} (native JSON, one image) = {_f(r['ours_rps'], 0)} req/s."
+    ]
     for name, rps in r["peers_rps"].items():
         lines.append(f"- {ours} / {name}: **{r[f'ours_over_{name}']:.2f}×** ({_f(rps, 0)} req/s)")
     if "best_peer" in r:
