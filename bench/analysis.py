@@ -48,7 +48,7 @@ def ratios(servers: list[dict[str, Any]], c: int = 64, ours_server: str = "ours"
         out["ours_over_best_peer"] = ours["rps"] / peers[best]
         for name, rps in peers.items():
             out[f"ours_over_{name}"] = ours["rps"] / rps if rps else None
-    ours_v2 = point(servers, "ours", "v2-json", c)
+    ours_v2 = point(servers, ours_server, "v2-json", c)
     if ours_v2 and "pytriton" in peers:
         out["ours_v2_json_over_pytriton"] = ours_v2["rps"] / peers["pytriton"]
     bare = point(servers, "bare-asgi", "v2-json", c)

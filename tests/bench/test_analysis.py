@@ -51,3 +51,4 @@ def test_the_int8_variant_gets_its_own_rows_and_ratios() -> None:
     assert int8["ours / PyTriton at 64 clients (int8)"]["value"] == pytest.approx(8400 / 2500)
     assert analysis.ratios(servers, 64, analysis.INT8)["ours_rps"] == 8400.0
     assert analysis.ratios(servers, 64)["ours_rps"] == 7800.0
+    assert "ours_v2_json_over_pytriton" not in analysis.ratios(servers, 64, analysis.INT8), "no V2 JSON point"
