@@ -216,7 +216,9 @@ class Metrics:
             multiprocess_mode="liveall",
         )  # fmt: skip
         self.drift_dropped = Counter(
-            "serving_drift_dropped_rows", "Answered rows not binned for drift (queue full).", [*mv, "reason"]
+            "serving_drift_dropped_rows",
+            "Answered rows not binned for drift (queue full, or not sampled).",
+            [*mv, "reason"],
         )
         self.sample_process()
         threading.Thread(target=self._sample_forever, name="process-metrics", daemon=True).start()

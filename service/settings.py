@@ -222,11 +222,18 @@ class Settings(BaseSettings):
         1000,
         ge=10,
         le=1_000_000,
-        description="Rows (the last answered) a drift score is computed over, per version and worker, for "
-        "models without drift.window_rows in serving.yaml.",
+        description="Rows (the last answered, sampled above drift_sample_rows_per_s) a drift score is "
+        "computed over, per version and worker, for models without drift.window_rows in serving.yaml.",
     )
     drift_interval_s: float = Field(
         1.0, gt=0, description="How often the drift thread bins the queued rows and updates the scores."
+    )
+    drift_sample_rows_per_s: float = Field(
+        250.0,
+        gt=0,
+        description="Answered rows per second, per version and worker, above which drift scores a random "
+        "sample of them (each row kept with probability this / the rate of the last interval); the rows "
+        "let go are counted.",
     )
     drift_queue_rows: int = Field(
         8192,

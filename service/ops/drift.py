@@ -14,7 +14,17 @@ reference (nothing is copied or binned there). Each version queues only what its
 use: once its queue holds ``window_rows`` rows without its oldest request, that request leaves it (it
 would leave the window as soon as it was binned), so the arrays of at most about ``window_rows`` rows
 per version stay referenced, and under load the window is the last rows answered, not the first of
-each interval. A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes what is queued, bins it
+each interval.
+
+Above ``SERVING_DRIFT_SAMPLE_ROWS_PER_S`` answered rows per second (per version and worker, measured
+over each ``SERVING_DRIFT_INTERVAL_S``) the observer keeps each row with probability ``budget / rate``
+for the next interval and lets the others go before the queue's lock: under load the window is then a
+uniform random sample of the recent rows rather than all of them, which scores the same distribution
+at a fraction of the cost (queueing every row of a 64-connection single-image load cost about 4 % of
+the throughput and 2 ms of p99). Rows let go are counted once per interval
+(``serving_drift_dropped_rows_total{reason="sampled"}``).
+
+A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes what is queued, bins it
 (:mod:`service.ops.drift_stats`) and sets the gauges. At most ``SERVING_DRIFT_QUEUE_ROWS`` rows wait
 over all versions; rows beyond are dropped and counted
 (``serving_drift_dropped_rows_total{reason="queue_full"}``).
@@ -32,8 +42,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,9 +104,17 @@ class Window:
         """Served batches not binned yet (guarded by :attr:`Drift.queue_lock`)."""
         self.queued = 0
         """The rows in :attr:`queue`."""
+        self.keep = 1.0
+        """The share of answered rows queued in this interval (event loop only, as the three below)."""
+        self.offered = 0
+        """Rows answered since :attr:`since`."""
+        self.skipped = 0
+        """Rows let go by the sampling since :attr:`since`, not counted yet."""
+        self.since = perf_counter()
         metrics = get_metrics()
         label = str(version)
         self.dropped = metrics.drift_dropped.labels(model, label, "queue_full")
+        self.sampled = metrics.drift_dropped.labels(model, label, "sampled")
         self.rows_gauge = metrics.drift_window_rows.labels(model, label)
         self.rows_gauge.set(0)
         self.score_gauges = [metrics.drift_score.labels(model, label, g.name) for g in self.groups]
@@ -112,6 +132,20 @@ class Window:
             totals += counts.sum(axis=0)
         self.head = (self.head + n) % self.capacity
         self.rows = min(self.capacity, self.rows + n)
+
+    def sample(self, rows: int, now: float, budget_per_s: float, interval_s: float) -> float:
+        """Count ``rows`` answered at ``now``; the share of them to queue. Once an interval has passed
+        since the last estimate, the rate over it sets :attr:`keep` for the next one (all rows while
+        the rate is within ``budget_per_s``) and the rows let go in it are counted."""
+        self.offered += rows
+        elapsed = now - self.since
+        if elapsed >= interval_s:
+            self.keep = min(1.0, budget_per_s * elapsed / self.offered)
+            if self.skipped:
+                self.sampled.inc(self.skipped)
+            self.offered = self.skipped = 0
+            self.since = now
+        return self.keep
 
     def scores(self) -> dict[str, float]:
         """PSI per group over the rows now in the window (NaN while it is empty)."""
@@ -147,6 +181,7 @@ class Drift:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refused: set[Key] = set()
+        self._rng = np.random.default_rng()
 
     def configure(self, config: RepositoryConfig) -> bool:
         from service.models.version import State
@@ -189,8 +224,24 @@ class Drift:
             return
         inputs, outputs = served.inputs[window.input], served.outputs[window.output]
         rows = len(inputs)
+        settings = self.settings
+        keep = window.sample(
+            rows, perf_counter(), settings.drift_sample_rows_per_s, settings.drift_interval_s
+        )
+        if keep < 1.0:
+            if rows == 1:
+                if random.random() >= keep:
+                    window.skipped += 1
+                    return
+            else:
+                chosen = self._rng.random(rows) < keep
+                kept = int(np.count_nonzero(chosen))
+                window.skipped += rows - kept
+                if not kept:
+                    return
+                inputs, outputs, rows = inputs[chosen], outputs[chosen], kept
         with self.queue_lock:
-            if self.waiting + rows > self.settings.drift_queue_rows:
+            if self.waiting + rows > settings.drift_queue_rows:
                 window.dropped.inc(rows)
                 return
             queue = window.queue

@@ -108,7 +108,15 @@ def stack(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     rule = {**drift_rule(), "for": "1s"}
     rules.write_text(yaml.safe_dump({"groups": [{"name": "drift-test", "rules": [rule]}]}, sort_keys=False))
     logs = tmp_path_factory.mktemp("drift-logs")
-    with Server(repo, logs / "server.log", workers=1, SERVING_DRIFT_INTERVAL_S="0.2") as server:
+    # every row is binned (no sampling: the windows below are exactly the rows sent; the sampling has its
+    # own test in tests/service/ops/test_drift.py)
+    with Server(
+        repo,
+        logs / "server.log",
+        workers=1,
+        SERVING_DRIFT_INTERVAL_S="0.2",
+        SERVING_DRIFT_SAMPLE_ROWS_PER_S="1e9",
+    ) as server:
         config = derived_config(f"127.0.0.1:{server.port}", rule_file=rules)
         with Prometheus(config, tmp_path_factory.mktemp("drift-prometheus")) as prom:
             prom.wait_until(

@@ -195,6 +195,54 @@ def test_the_queue_keeps_only_the_newest_rows_a_window_can_use(tmp_path: Path) -
     asyncio.run(main())
 
 
+def test_above_the_sampling_budget_rows_are_sampled_at_random_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within ``drift_sample_rows_per_s`` every row is queued; once an interval's rate is above it, each
+    row of the next interval (single-row and multi-row requests alike) is queued with probability
+    budget / rate, and the rows let go are counted as ``sampled`` when that interval ends. A fake clock
+    stands in for the interval's time (the binning thread sleeps for an hour here)."""
+    write_model(tmp_path, "drift_sampled", policy="drift: {window_rows: 5000}")
+    now = [0.0]
+    monkeypatch.setattr("service.ops.drift.perf_counter", lambda: now[0])
+
+    def sampled() -> float:
+        value = gauge(
+            "serving_drift_dropped_rows_total", model="drift_sampled", version="1", reason="sampled"
+        )
+        return value or 0.0
+
+    async def main() -> None:
+        # budget 0.25 rows/s over an interval of 3600 s: 900 rows per interval
+        dp, drift = await started(tmp_path, drift_sample_rows_per_s=0.25)
+        window = drift.windows[("drift_sampled", 1)]
+        rows = RNG.normal(size=(2000, 4)).astype(np.float32)
+        await send(dp, "drift_sampled", rows[:1800], per_request=1)
+        assert window.queued == 1800 and window.keep == 1.0  # the first interval: no rate known yet
+        assert drift.flush() == 1800
+        now[0] = 3600.0  # 1,800 rows (and this one) in the last interval: twice the budget
+        await send(dp, "drift_sampled", rows, per_request=1)
+        assert window.keep == pytest.approx(900 / 1801)
+        kept = window.queued
+        assert 900 < kept < 1100, kept  # 2,000 rows at p = 0.4997: 999 +- 22 (3 sigma: +- 67)
+        assert sampled() == 0  # counted when the interval ends
+        now[0] = 7200.0
+        await send(dp, "drift_sampled", rows[:100], per_request=100)  # opens the next interval
+        assert sampled() == 2000 - kept
+        assert window.keep == pytest.approx(900 / 2099)  # 1,999 rows after the one that opened it, + 100
+        await send(dp, "drift_sampled", rows, per_request=100)
+        multi = window.queued - kept
+        assert 800 < multi < 1000, multi  # 2,100 rows at p = 0.4288: 900 +- 23 (3 sigma: +- 68)
+        queued = np.concatenate([i for i, _ in window.queue])
+        assert np.isin(queued, rows).all()  # the rows kept are rows that were sent, not copies or zeros
+        assert drift.flush() == kept + multi
+        assert window.rows == 1800 + kept + multi
+        dp.ops.close()
+        await dp.registry.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("policy", "setting", "on"),
     [
