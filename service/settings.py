@@ -232,8 +232,8 @@ class Settings(BaseSettings):
         250.0,
         gt=0,
         description="Answered rows per second, per version and worker, above which drift scores a random "
-        "sample of them (each row kept with probability this / the rate of the last interval); the rows "
-        "let go are counted.",
+        "sample of them (each row kept with probability this / the rate of the last interval; the rows "
+        "let go are counted), for models without drift.sample_rows_per_s in serving.yaml.",
     )
     drift_queue_rows: int = Field(
         8192,

@@ -21,7 +21,7 @@
         shadow: {target: canary, percent: 10} # mirror 10 % of answered requests to another version
         capture: {percent: 1}                      # payload capture (service.ops.capture)
         feedback: {enabled: true, keep_s: 86400}   # remember predictions for POST /v1/feedback
-        drift: {enabled: true, window_rows: 1000}  # drift scores vs metadata.json reference (service.ops.drift)
+        drift: {enabled: true, window_rows: 1000, sample_rows_per_s: 250}  # drift scores (service.ops.drift)
 
 ``precision`` picks the file and the arithmetic, once per load (a model never switches with load, so an
 answer never depends on who else is in its batch): ``fp32`` runs ``model.onnx``; ``int8`` runs
@@ -77,6 +77,7 @@ class ModelSettings:
     feedback_keep_s: float = 86400.0
     drift: bool = True
     drift_window_rows: int = 1000
+    drift_sample_rows_per_s: float = 250.0
 
 
 class DriftConfig(BaseModel):
@@ -86,6 +87,7 @@ class DriftConfig(BaseModel):
 
     enabled: bool | None = None
     window_rows: int | None = Field(None, ge=10, le=1_000_000)
+    sample_rows_per_s: float | None = Field(None, gt=0)
 
 
 class CaptureConfig(BaseModel):
@@ -201,6 +203,7 @@ class ModelPolicy(BaseModel):
             feedback_keep_s=_pick(self.feedback.keep_s, settings.feedback_keep_s),
             drift=_pick(self.drift.enabled, settings.drift_enabled),
             drift_window_rows=_pick(self.drift.window_rows, settings.drift_window_rows),
+            drift_sample_rows_per_s=_pick(self.drift.sample_rows_per_s, settings.drift_sample_rows_per_s),
         )
 
 

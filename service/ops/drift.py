@@ -16,8 +16,8 @@ would leave the window as soon as it was binned), so the arrays of at most about
 per version stay referenced, and under load the window is the last rows answered, not the first of
 each interval.
 
-Above ``SERVING_DRIFT_SAMPLE_ROWS_PER_S`` answered rows per second (per version and worker, measured
-over each ``SERVING_DRIFT_INTERVAL_S``) the observer keeps each row with probability ``budget / rate``
+Above ``drift.sample_rows_per_s`` answered rows per second (default ``SERVING_DRIFT_SAMPLE_ROWS_PER_S``;
+per version and worker, measured over each ``SERVING_DRIFT_INTERVAL_S``) the observer keeps each row with probability ``budget / rate``
 for the next interval and lets the others go before the queue's lock: under load the window is then a
 uniform random sample of the recent rows rather than all of them, which scores the same distribution
 at a fraction of the cost (queueing every row of a 64-connection single-image load cost about 4 % of
@@ -88,7 +88,9 @@ def reference_problem(metadata: ModelMetadata) -> str | None:
 class Window:
     """The bin counts of one version's last ``capacity`` rows, one ring buffer per reference group."""
 
-    def __init__(self, model: str, version: int, metadata: ModelMetadata, capacity: int) -> None:
+    def __init__(
+        self, model: str, version: int, metadata: ModelMetadata, capacity: int, budget_per_s: float = math.inf
+    ) -> None:
         reference: Reference | None = metadata.reference
         assert reference is not None
         self.model, self.version, self.capacity = model, version, capacity
@@ -104,6 +106,8 @@ class Window:
         """Served batches not binned yet (guarded by :attr:`Drift.queue_lock`)."""
         self.queued = 0
         """The rows in :attr:`queue`."""
+        self.budget_per_s = budget_per_s
+        """Answered rows per second above which rows are sampled (``drift.sample_rows_per_s``)."""
         self.keep = 1.0
         """The share of answered rows queued in this interval (event loop only, as the three below)."""
         self.offered = 0
@@ -133,14 +137,14 @@ class Window:
         self.head = (self.head + n) % self.capacity
         self.rows = min(self.capacity, self.rows + n)
 
-    def sample(self, rows: int, now: float, budget_per_s: float, interval_s: float) -> float:
+    def sample(self, rows: int, now: float, interval_s: float) -> float:
         """Count ``rows`` answered at ``now``; the share of them to queue. Once an interval has passed
         since the last estimate, the rate over it sets :attr:`keep` for the next one (all rows while
-        the rate is within ``budget_per_s``) and the rows let go in it are counted."""
+        the rate is within :attr:`budget_per_s`) and the rows let go in it are counted."""
         self.offered += rows
         elapsed = now - self.since
         if elapsed >= interval_s:
-            self.keep = min(1.0, budget_per_s * elapsed / self.offered)
+            self.keep = min(1.0, self.budget_per_s * elapsed / self.offered)
             if self.skipped:
                 self.sampled.inc(self.skipped)
             self.offered = self.skipped = 0
@@ -198,13 +202,20 @@ class Drift:
                 key = (name, version)
                 current = self.windows.get(key)
                 if current is not None and current.capacity == effective.drift_window_rows:
+                    current.budget_per_s = effective.drift_sample_rows_per_s
                     windows[key] = current
                 elif (problem := reference_problem(metadata)) is not None:
                     if key not in self._refused:
                         self._refused.add(key)
                         log.warning("drift is off for %s version %s: %s", name, version, problem)
                 else:
-                    windows[key] = Window(name, version, metadata, effective.drift_window_rows)
+                    windows[key] = Window(
+                        name,
+                        version,
+                        metadata,
+                        effective.drift_window_rows,
+                        effective.drift_sample_rows_per_s,
+                    )
         for key, window in self.windows.items():
             if windows.get(key) is not window:
                 window.retire()
@@ -225,9 +236,7 @@ class Drift:
         inputs, outputs = served.inputs[window.input], served.outputs[window.output]
         rows = len(inputs)
         settings = self.settings
-        keep = window.sample(
-            rows, perf_counter(), settings.drift_sample_rows_per_s, settings.drift_interval_s
-        )
+        keep = window.sample(rows, perf_counter(), settings.drift_interval_s)
         if keep < 1.0:
             if rows == 1:
                 if random.random() >= keep:

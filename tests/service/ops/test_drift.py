@@ -202,7 +202,8 @@ def test_above_the_sampling_budget_rows_are_sampled_at_random_and_counted(
     row of the next interval (single-row and multi-row requests alike) is queued with probability
     budget / rate, and the rows let go are counted as ``sampled`` when that interval ends. A fake clock
     stands in for the interval's time (the binning thread sleeps for an hour here)."""
-    write_model(tmp_path, "drift_sampled", policy="drift: {window_rows: 5000}")
+    # the model's own budget (serving.yaml) over the setting's
+    write_model(tmp_path, "drift_sampled", policy="drift: {window_rows: 5000, sample_rows_per_s: 0.25}")
     now = [0.0]
     monkeypatch.setattr("service.ops.drift.perf_counter", lambda: now[0])
 
@@ -214,7 +215,7 @@ def test_above_the_sampling_budget_rows_are_sampled_at_random_and_counted(
 
     async def main() -> None:
         # budget 0.25 rows/s over an interval of 3600 s: 900 rows per interval
-        dp, drift = await started(tmp_path, drift_sample_rows_per_s=0.25)
+        dp, drift = await started(tmp_path, drift_sample_rows_per_s=1e9)
         window = drift.windows[("drift_sampled", 1)]
         rows = RNG.normal(size=(2000, 4)).astype(np.float32)
         await send(dp, "drift_sampled", rows[:1800], per_request=1)
@@ -305,6 +306,11 @@ def test_hot_reload_resizes_and_retires_windows(tmp_path: Path) -> None:
         drift.flush()
         await dp.registry.sync()  # nothing changed: the same window keeps its rows
         assert drift.windows[("drift_hot", 1)] is first and first.rows == 50
+        assert first.budget_per_s == 250.0  # the setting's default
+        policy = "drift: {window_rows: 100, sample_rows_per_s: 40}"
+        (tmp_path / "serving.yaml").write_text(f"models:\n  drift_hot:\n    {policy}\n")
+        await dp.registry.sync()  # a new budget: the same window, rows kept
+        assert drift.windows[("drift_hot", 1)] is first and first.rows == 50 and first.budget_per_s == 40
         (tmp_path / "serving.yaml").write_text("models:\n  drift_hot:\n    drift: {window_rows: 30}\n")
         await dp.registry.sync()
         resized = drift.windows[("drift_hot", 1)]
@@ -340,7 +346,12 @@ def test_the_thread_bins_without_being_asked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "fragment"),
-    [("drift: {window_rows: 5}", "window_rows"), ("drift: {size: 10}", "size"), ("drift: off", "drift")],
+    [
+        ("drift: {window_rows: 5}", "window_rows"),
+        ("drift: {sample_rows_per_s: 0}", "sample_rows_per_s"),
+        ("drift: {size: 10}", "size"),
+        ("drift: off", "drift"),
+    ],
 )
 def test_bad_drift_entries_in_serving_yaml_are_refused(tmp_path: Path, policy: str, fragment: str) -> None:
     (tmp_path / "serving.yaml").write_text(f"models:\n  m:\n    {policy}\n")
@@ -348,10 +359,14 @@ def test_bad_drift_entries_in_serving_yaml_are_refused(tmp_path: Path, policy: s
         load_config(tmp_path)
 
 
-def test_the_window_size_falls_back_to_the_setting(tmp_path: Path) -> None:
-    (tmp_path / "serving.yaml").write_text("models:\n  a:\n    drift: {window_rows: 50}\n")
+def test_the_window_size_and_sampling_budget_fall_back_to_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "serving.yaml").write_text(
+        "models:\n  a:\n    drift: {window_rows: 50, sample_rows_per_s: 20}\n"
+    )
     config = load_config(tmp_path)
-    base = Settings(repository=tmp_path, drift_window_rows=777)
+    base = Settings(repository=tmp_path, drift_window_rows=777, drift_sample_rows_per_s=99)
     assert config.policy("a").effective(base).drift_window_rows == 50
     assert config.policy("b").effective(base).drift_window_rows == 777
+    assert config.policy("a").effective(base).drift_sample_rows_per_s == 20
+    assert config.policy("b").effective(base).drift_sample_rows_per_s == 99
     assert config.policy("b").effective(base).drift is True
