@@ -7,12 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 system_packages() {
-  # Debian packages the tests use: Prometheus + promtool (monitoring tests start their own), wrk (benchmark),
+  # Debian packages the tests use: Prometheus + promtool (monitoring tests start their own), wrk (benchmark), strace,
   # podman + runc + debootstrap (the container tests build deploy/Dockerfile on a locally made base image),
   # chromium + a font (the playground's browser tests drive /usr/bin/chromium headless through Playwright).
   local need=()
   command -v prometheus >/dev/null || need+=(prometheus)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v strace >/dev/null || need+=(strace)  # tests/service/test_no_phone_home.py reads DNS queries
   command -v podman >/dev/null || need+=(podman)
   command -v runc >/dev/null || need+=(runc)
   command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -42,6 +43,10 @@ setup() {
     echo "$want" > "$stamp"
   fi
 }
+
+# No phoning home (service/__init__.py): BentoML's usage tracking and ONNX Runtime's telemetry stay off
+# unless the environment already says otherwise; `bentoml serve` reports before it imports the service.
+export BENTOML_DO_NOT_TRACK="${BENTOML_DO_NOT_TRACK:-true}" ORT_DISABLE_TELEMETRY="${ORT_DISABLE_TELEMETRY:-1}"
 
 case "${1:-serve}" in
   setup) setup ;;
