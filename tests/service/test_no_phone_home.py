@@ -1,7 +1,8 @@
 """The server does not phone home (``service/__init__.py``).
 
 ONNX Runtime 1.32 looks up its telemetry collector (``mobile.events.data.microsoft.com``) some seconds
-after a process's first inference, and BentoML reports usage to ``t.bentoml.com`` unless
+after a process's first inference and keeps a device id and an event store under
+``~/.cache/Microsoft/DeveloperTools/.onnxruntime``, and BentoML reports usage to ``t.bentoml.com`` unless
 ``BENTOML_DO_NOT_TRACK`` is true. Real processes, no mocks: each ONNX Runtime case runs a real session
 on a small model under ``strace`` and reads the DNS queries it sent. The control, with telemetry asked
 for explicitly, shows that the lookup happens here and that the test would see it; the other process
@@ -22,6 +23,8 @@ from tests.service.modelfactory import write_scale_version
 STRACE = shutil.which("strace")
 COLLECTOR = b"\\6mobile\\6events\\4data"
 """How strace prints the start of the collector's name in a DNS query (length-prefixed labels)."""
+STORE = b"Microsoft/DeveloperTools/.onnxruntime"
+"""Where ONNX Runtime's telemetry keeps a device id and its offline event store (under ~/.cache)."""
 TELEMETRY_VARS = ("BENTOML_DO_NOT_TRACK", "ORT_DISABLE_TELEMETRY")
 
 SCRIPT = """
@@ -50,7 +53,8 @@ def test_onnx_runtime_sends_no_telemetry_lookup_once_service_is_imported(tmp_pat
     script = tmp_path / "infer.py"
     script.write_text(SCRIPT)
     traces = {case: tmp_path / f"{case}.strace" for case in ("control", "default")}
-    envs = {"control": _env(ORT_DISABLE_TELEMETRY="0"), "default": _env()}
+    home = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}  # the control's store goes here
+    envs = {"control": _env(ORT_DISABLE_TELEMETRY="0", **home), "default": _env(**home)}
     procs = {
         case: subprocess.Popen(
             [
@@ -59,7 +63,7 @@ def test_onnx_runtime_sends_no_telemetry_lookup_once_service_is_imported(tmp_pat
                 "-s",
                 "200",
                 "-e",
-                "trace=execve,sendto,sendmmsg,sendmsg",
+                "trace=execve,openat,sendto,sendmmsg,sendmsg",
                 "-o",
                 str(trace),
                 sys.executable,
@@ -86,11 +90,13 @@ def test_onnx_runtime_sends_no_telemetry_lookup_once_service_is_imported(tmp_pat
         for proc in procs.values():
             proc.kill()
             proc.wait()
+    assert STORE in traces["control"].read_bytes()  # the control's telemetry opened its store
     sent = traces["default"].read_bytes()
     assert b"execve(" in sent, sent[:500]  # strace did trace it
     assert COLLECTOR not in sent, (
         "ONNX Runtime looked up its telemetry collector although service was imported"
     )
+    assert STORE not in sent, "ONNX Runtime opened its telemetry store although service was imported"
 
 
 def _do_not_track(**extra: str) -> str:
