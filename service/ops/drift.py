@@ -18,11 +18,11 @@ each interval.
 
 Above ``drift.sample_rows_per_s`` answered rows per second (default ``SERVING_DRIFT_SAMPLE_ROWS_PER_S``;
 per version and worker, measured over each ``SERVING_DRIFT_INTERVAL_S``) the observer keeps each row
-with probability ``budget / rate`` for the next interval and lets the others go before the queue's lock: under load the window is then a
-uniform random sample of the recent rows rather than all of them, which scores the same distribution
-at a fraction of the cost (queueing every row of a 64-connection single-image load cost about 4 % of
-the throughput and 2 ms of p99). Rows let go are counted once per interval
-(``serving_drift_dropped_rows_total{reason="sampled"}``).
+with probability ``budget / rate`` for the next interval and lets the others go before the queue's
+lock: under load the window is then a uniform random sample of the recent rows rather than all of
+them, which scores the same distribution at a fraction of the cost (queueing every row of a
+64-connection single-image load cost about 4 % of the throughput and 2 ms of p99). Rows let go are
+counted once per interval (``serving_drift_dropped_rows_total{reason="sampled"}``).
 
 A thread wakes every ``SERVING_DRIFT_INTERVAL_S``, takes what is queued, bins it
 (:mod:`service.ops.drift_stats`) and sets the gauges. At most ``SERVING_DRIFT_QUEUE_ROWS`` rows wait

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from service import VENDOR_TELEMETRY_OFF
 from tests.service.modelfactory import write_scale_version
 
 STRACE = shutil.which("strace")
@@ -25,7 +26,6 @@ COLLECTOR = b"\\6mobile\\6events\\4data"
 """How strace prints the start of the collector's name in a DNS query (length-prefixed labels)."""
 STORE = b"Microsoft/DeveloperTools/.onnxruntime"
 """Where ONNX Runtime's telemetry keeps a device id and its offline event store (under ~/.cache)."""
-TELEMETRY_VARS = ("BENTOML_DO_NOT_TRACK", "ORT_DISABLE_TELEMETRY")
 
 SCRIPT = """
 import sys, time
@@ -43,7 +43,7 @@ time.sleep(60)  # the test stops it once the control's lookup was seen
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in VENDOR_TELEMETRY_OFF}
     return {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **extra}
 
 
