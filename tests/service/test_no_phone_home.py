@@ -58,6 +58,11 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **extra}
 
 
+def _read(trace: Path) -> bytes:
+    """What strace has written to ``trace`` so far (nothing before it made the file)."""
+    return trace.read_bytes() if trace.exists() else b""
+
+
 def test_onnx_runtime_sends_no_telemetry_lookup_once_service_is_imported(tmp_path: Path) -> None:
     assert STRACE, "strace is needed for this test (apt-get install strace; ./run.sh test installs it)"
     model = write_scale_version(tmp_path / "repo", "m", 1, 2.0) / "model.onnx"
@@ -89,12 +94,12 @@ def test_onnx_runtime_sends_no_telemetry_lookup_once_service_is_imported(tmp_pat
     }
     try:
         deadline = time.monotonic() + 45
-        while not (traces["control"].exists() and COLLECTOR in traces["control"].read_bytes()):
+        while COLLECTOR not in _read(traces["control"]):
             for case, proc in procs.items():
                 assert proc.poll() is None, f"{case}: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
             assert time.monotonic() < deadline, (
                 "the control never looked up ONNX Runtime's collector in 45 s; it "
-                + ("did" if STORE in traces["control"].read_bytes() else "did not")
+                + ("did" if STORE in _read(traces["control"]) else "did not")
                 + " open the telemetry store"
             )
             time.sleep(0.25)
