@@ -11,6 +11,10 @@ every request that finished in that iteration (a batch of 64 answers makes one w
 Nothing waits longer than the loop iteration it happened in: a scrape (which is another request, read
 in a later iteration) sees every answer already sent. Off a loop (runtime threads, the thread-pool
 gRPC paths) and for metric types this does not know, writes go straight through.
+
+A flush of memory-mapped values takes their class's lock and checks for a fork once for the whole
+table, not once per value (``inc`` does both every time: 18 values, one request's, cost 21-25 µs one
+by one and 7-9 µs together); values of any other class are written with their own ``inc``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 _local = threading.local()
+Bulk = tuple[Any, Callable[[Any], None]]
+"""A multiprocess value class's lock and its fork check (run on any of its values)."""
+_bulk: dict[type, Bulk | None] = {}
 
 
 def add(value: Any, amount: float) -> None:
@@ -51,10 +59,44 @@ def _table() -> dict[Any, float] | None:
 
 
 def _flush(pending: dict[Any, float]) -> None:
-    items = list(pending.items())
+    items = [(value, amount) for value, amount in pending.items() if amount]  # an inc and its dec: nothing
     pending.clear()
-    for value, amount in items:
+    if not items:
+        return
+    kind = type(items[0][0])
+    bulk = _bulk[kind] if kind in _bulk else _bulk.setdefault(kind, _bulk_of(kind))
+    if bulk is None:
+        for value, amount in items:
+            value.inc(amount)
+        return
+    lock, check_for_fork = bulk
+    others = []
+    with lock:
+        check_for_fork(items[0][0])  # after a fork, every value of the class re-opens its file first
+        for value, amount in items:
+            if type(value) is not kind:
+                others.append((value, amount))
+                continue
+            value._value += amount  # what MmapedValue.inc does under the lock
+            value._timestamp = 0.0
+            value._file.write_value(value._key, value._value, 0.0)
+    for value, amount in others:
         value.inc(amount)
+
+
+def _bulk_of(kind: type) -> Bulk | None:
+    """The lock and fork check of prometheus_client's memory-mapped value class ``kind`` (the class
+    ``MultiProcessValue()`` makes), or ``None`` for any other class or a library without these internals."""
+    inc = getattr(kind, "inc", None)
+    check = getattr(kind, "_MmapedValue__check_for_pid_change", None)
+    code, cells = getattr(inc, "__code__", None), getattr(inc, "__closure__", None)
+    if not getattr(kind, "_multiprocess", False) or check is None or code is None or cells is None:
+        return None
+    cell = dict(zip(code.co_freevars, cells, strict=True)).get("lock")
+    lock = None if cell is None else cell.cell_contents
+    if not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
+        return None
+    return lock, check
 
 
 class BufferedValue:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from pathlib import Path
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.mmap_dict import MmapedDict
 
+from service import metric_buffer
 from service.metric_buffer import BufferedHistogram, BufferedValue, buffered
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0)
@@ -89,3 +95,55 @@ def test_most_recent_gauges_are_not_wrapped() -> None:
     registry = CollectorRegistry()
     gauge = Gauge("m", "m", registry=registry, multiprocess_mode="mostrecent")
     assert buffered(gauge) is gauge
+
+
+def mmaped_counters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pid: list[int]) -> list[Any]:
+    """Three values of a fresh memory-mapped class (BentoML's workers use these), whose process id
+    is ``pid[0]``: files in ``tmp_path``."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    kind = values.MultiProcessValue(process_identifier=lambda: pid[0])
+    return [kind("counter", "c", "c_total", ("k",), (str(i),), "help") for i in range(3)]
+
+
+def on_disk(tmp_path: Path) -> dict[tuple[str, str], float]:
+    """Every ``c_total`` sample in the files, per label and file."""
+    found = {}
+    for path in sorted(tmp_path.glob("counter_*.db")):
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            found[(path.name, json.loads(key)[2]["k"])] = value
+    return found
+
+
+def test_memory_mapped_values_are_written_together_as_inc_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = [1000]
+    a, b, c = mmaped_counters(tmp_path, monkeypatch, pid)
+    bulk = metric_buffer._bulk_of(type(a))
+    assert bulk is not None, "prometheus_client's internals changed: every flush now writes value by value"
+    metric_buffer._flush({a: 2.0, b: 0.0, c: 1.5})
+    metric_buffer._flush({a: 1.0})
+    assert on_disk(tmp_path) == {("counter_1000.db", "0"): 3.0, ("counter_1000.db", "1"): 0.0,
+                                 ("counter_1000.db", "2"): 1.5}  # fmt: skip
+    assert bulk[0].acquire(blocking=False), "the flush released the class's lock"
+    bulk[0].release()
+
+
+def test_a_flush_after_a_fork_writes_to_the_new_process_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = [1000]
+    a, b, _ = mmaped_counters(tmp_path, monkeypatch, pid)
+    metric_buffer._flush({a: 2.0})
+    pid[0] = 1001  # as a forked child sees it: its values start from its own (empty) file
+    metric_buffer._flush({b: 1.0, a: 4.0})
+    found = on_disk(tmp_path)
+    assert found[("counter_1000.db", "0")] == 2.0 and found[("counter_1000.db", "1")] == 0.0
+    assert found[("counter_1001.db", "0")] == 4.0 and found[("counter_1001.db", "1")] == 1.0
+
+
+def test_values_of_other_classes_are_written_by_their_own_inc() -> None:
+    registry, counter, gauge, _ = metrics()
+    assert metric_buffer._bulk_of(type(counter.labels("d")._value)) is None  # single-process values
+    metric_buffer._flush({counter.labels("d")._value: 2.0, gauge.labels("d")._value: -1.0})
+    assert sample(registry, "c_total", k="d") == 2.0 and sample(registry, "g", k="d") == -1.0

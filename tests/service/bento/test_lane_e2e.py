@@ -70,6 +70,87 @@ def test_an_answer_that_has_started_is_not_cut_off_by_the_timeout() -> None:
     assert start["status"] == 200 and body["body"] == b"slow body"
 
 
+def test_one_timer_keeps_every_waiting_requests_deadline() -> None:
+    """100 requests waiting at once: one loop timer (asyncio.timeout would arm 100); those still
+    waiting at their deadline get the 504, the ones answered before it their answer."""
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/v1/predict":  # the fast ones
+            await release.wait()
+        else:
+            await asyncio.Event().wait()  # never answered
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    lane = FastLane(_app(0, b"bento"), app, timeout_s=0.3)
+
+    async def one(path: str) -> int:
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await lane({"type": "http", "path": path, "method": "POST"}, receive, send)  # type: ignore[arg-type]
+        return statuses[0]
+
+    async def main() -> tuple[int, list[int]]:
+        paths = ["/v1/predict", "/v2/models/m/infer"] * 50
+        tasks = [asyncio.create_task(one(p)) for p in paths]
+        await asyncio.sleep(0.05)
+        timers = len(asyncio.get_running_loop()._scheduled)  # type: ignore[attr-defined]
+        release.set()
+        return timers, await asyncio.gather(*tasks)
+
+    started = time.perf_counter()
+    timers, statuses = asyncio.run(main())
+    assert timers == 1
+    assert statuses == [200, 504] * 50
+    assert time.perf_counter() - started < 2
+
+
+def test_the_timeout_holds_on_every_loop_the_lane_serves() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0 if scope["path"] == "/v1/predict" else 5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    lane = FastLane(_app(0, b"bento"), app, timeout_s=0.05)
+    for _ in range(2):  # the fast request's loop ends with the timer still armed on it
+        assert _call(lane, "/v1/predict")[0]["status"] == 200
+        started = time.perf_counter()
+        assert _call(lane, "/v2/models/m/infer")[0]["status"] == 504
+        assert time.perf_counter() - started < 2
+
+
+def test_a_cancellation_that_is_not_the_timeout_is_not_turned_into_a_504() -> None:
+    lane = FastLane(_app(0, b"bento"), _app(5, b"late"), timeout_s=10)
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            lane({"type": "http", "path": "/v1/predict", "method": "POST"}, receive, send)
+        )  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        task.cancel()  # the server closing the connection, say
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not lane.deadlines._waiting, "a cancelled request leaves no deadline behind"
+
+    asyncio.run(main())
+    assert sent == []
+
+
 # ---- real servers ------------------------------------------------------------------------------
 
 
