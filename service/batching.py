@@ -85,12 +85,19 @@ def _slice(batch: Batch, start: int, stop: int) -> Batch:
 class Ticket:
     """A request admitted into a batcher's budget before its body is read: it counts as queued (with
     the average rows per request) until :meth:`release`, so a burst cannot all pass admission at once
-    and then pile up reading bodies. Releasing twice is harmless."""
+    and then pile up reading bodies. Releasing twice is harmless; as a context manager, the block's
+    end releases it."""
 
     def __init__(self, batcher: Batcher) -> None:
         batcher.reserve()
         self._batcher: Batcher | None = batcher
         self._issued = perf_counter()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def release(self, queued: bool = False) -> float:
         """Give the reservation back; ``queued``: the request now joins the queue, so the time since

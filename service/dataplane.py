@@ -99,14 +99,14 @@ class DataPlane:
         finally:
             self.leave()
 
-    @contextmanager
     def admitted(
         self, protocol: str, model: str, version: int | None = None, label: str | None = None
-    ) -> Iterator[Ticket]:
+    ) -> Ticket:
         """Admission as soon as the target is known, before the body is read or decoded: 503 with
         Retry-After at once when the version cannot take the request within its queue-delay budget
-        (unknown or unready models raise their usual errors). Inside the block the request counts as
-        queued; pass the ticket on in :attr:`InferenceRequest.ticket`."""
+        (unknown or unready models raise their usual errors). Use the ticket as a context manager
+        (``with dataplane.admitted(...) as ticket``): inside the block the request counts as queued;
+        pass the ticket on in :attr:`InferenceRequest.ticket`."""
         started = perf_counter()
         try:
             self.limits.check_name("model", model)
@@ -114,15 +114,11 @@ class DataPlane:
                 self.limits.check_name("label", label)
             sv = self.registry.resolve(model, version, label)
             assert sv.batcher is not None
-            ticket = Ticket(sv.batcher)
+            return Ticket(sv.batcher)
         except ServingError as exc:
             known = model if model in self.registry.models else "__unknown__"
             self._count(protocol, known, "" if version is None else str(version), exc, started)
             raise
-        try:
-            yield ticket
-        finally:
-            ticket.release()
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         metrics = get_metrics()

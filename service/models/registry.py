@@ -47,8 +47,13 @@ class ModelRegistry:
         return [sv for v, sv in sorted(entries.items()) if sv.state not in (State.UNLOADING, State.UNLOADED)]
 
     def default_version(self, name: str) -> ServedVersion | None:
-        ready = [sv for sv in self.live_versions(name) if sv.state is State.READY]
-        return ready[-1] if ready else None
+        """The newest ready version (every request naming neither version nor label looks it up)."""
+        entries = self.models.get(name)
+        if entries:
+            for version in sorted(entries, reverse=True):
+                if entries[version].state is State.READY:
+                    return entries[version]
+        return None
 
     def label_version(self, name: str, label: str) -> int:
         """The version ``label`` points to in ``serving.yaml``; 404 listing the labels otherwise."""
