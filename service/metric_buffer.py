@@ -65,21 +65,19 @@ def _flush(pending: dict[Any, float]) -> None:
         return
     kind = type(items[0][0])
     bulk = _bulk[kind] if kind in _bulk else _bulk.setdefault(kind, _bulk_of(kind))
-    if bulk is None:
-        for value, amount in items:
-            value.inc(amount)
-        return
-    lock, check_for_fork = bulk
-    others = []
-    with lock:
-        check_for_fork(items[0][0])  # after a fork, every value of the class re-opens its file first
-        for value, amount in items:
-            if type(value) is not kind:
-                others.append((value, amount))
-                continue
-            value._value += amount  # what MmapedValue.inc does under the lock
-            value._timestamp = 0.0
-            value._file.write_value(value._key, value._value, 0.0)
+    others = items  # what is written value by value, with its own inc
+    if bulk is not None:
+        lock, check_for_fork = bulk
+        others = []
+        with lock:
+            check_for_fork(items[0][0])  # after a fork, every value of the class re-opens its file first
+            for value, amount in items:
+                if type(value) is not kind:
+                    others.append((value, amount))
+                    continue
+                value._value += amount  # what MmapedValue.inc does under the lock
+                value._timestamp = 0.0
+                value._file.write_value(value._key, value._value, 0.0)
     for value, amount in others:
         value.inc(amount)
 

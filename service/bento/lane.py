@@ -97,7 +97,6 @@ class FastLane:
     def __init__(self, bento: ASGIApp, ours: ASGIApp, timeout_s: float) -> None:
         self.bento = bento
         self.ours = ours
-        self.timeout_s = timeout_s
         self.deadlines = Deadlines(timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +124,9 @@ class FastLane:
         except asyncio.CancelledError:
             if started or not deadlines.expired(task):  # answered already, or not our cancellation
                 raise
-            answer = error_response(TimedOut(f"the request was not answered within {self.timeout_s:g} s"))
+            answer = error_response(
+                TimedOut(f"the request was not answered within {deadlines.timeout_s:g} s")
+            )
             status = answer.status_code
             await answer(scope, receive, send)
         finally:
