@@ -64,6 +64,12 @@ def test_a_killed_worker_is_restarted_and_only_its_in_flight_requests_fail(tmp_p
             stop.set()
             for client in clients:
                 client.join()
+        # when the killed worker's sockets closed: its clients' first lost in-flight request (SIGKILL's
+        # teardown of a worker can take tens of ms on a loaded machine), else the kill itself
+        closed_at = min(
+            (f.at for c in clients if owners[id(c)] == victim for f in c.failures() if not f.fresh),
+            default=killed_at,
+        )
         for client in clients:
             failures = client.failures()
             if owners[id(client)] == victim:
@@ -74,8 +80,8 @@ def test_a_killed_worker_is_restarted_and_only_its_in_flight_requests_fail(tmp_p
                 assert len(in_flight) <= 1, (
                     f"a client of the killed worker lost more than one request: {failures}"
                 )
-                assert all(f.at - killed_at < 0.05 and "reset" in f.what.lower() for f in reconnects), (
-                    failures
+                assert all(f.at - closed_at < 0.05 and "reset" in f.what.lower() for f in reconnects), (
+                    f"killed at {killed_at}, sockets closed at {closed_at}: {failures}"
                 )
                 assert all(f.at >= killed_at for f in failures)
             else:
