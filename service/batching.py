@@ -195,9 +195,10 @@ class Batcher:
         was admitted (:meth:`Ticket.release`), counted in the wait it is judged by."""
         self.admit(rows)
         self.budget.queued(rows)
-        loop = asyncio.get_running_loop()
-        if self._task is None:
-            self._task = loop.create_task(self._loop())
+        task = self._task
+        if task is None:
+            task = self._task = asyncio.get_running_loop().create_task(self._loop())
+        loop = task.get_loop()  # the loop it runs on; asking for the running one costs a getpid call
         if rows <= self.max_batch_size:
             return await self._enqueue(loop, inputs, rows, deadline, admitted_s=admitted_s)
         step = self.max_batch_size
@@ -280,7 +281,8 @@ class Batcher:
 
     def _live(self, items: list[_Item]) -> list[_Item]:
         """``items`` less those whose caller went away or whose deadline passed (failed with 504)."""
-        now = asyncio.get_running_loop().time()
+        assert self._task is not None  # called by the batcher's own task
+        now = self._task.get_loop().time()
         live = []
         for item in items:
             expired = item.deadline is not None and item.deadline <= now

@@ -151,7 +151,7 @@ class ServedVersion:
         and its admission threshold (``budget_s`` at first) into ``serving_admission_threshold_seconds``
         when it has moved."""
         metrics = get_metrics()
-        batch_size = metrics.batch_size.labels(self.name, str(self.version))
+        batch_size = metrics.bound(metrics.batch_size, self.name, str(self.version))
         threshold = metrics.admission_threshold.labels(self.name, str(self.version))
         threshold.set(budget_s)
         written = [budget_s]

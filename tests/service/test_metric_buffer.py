@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,72 @@ def test_nothing_is_lost_when_a_loop_ends_and_another_starts() -> None:
 
     asyncio.run(inc_again())
     assert sample(registry, "c_total", k="c") == 2.0
+
+
+def test_the_running_loop_is_asked_once_not_per_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``asyncio.get_running_loop`` makes a ``getpid`` system call each time: a loop that is running is
+    remembered, so a hundred writes ask once (each asked before)."""
+    registry, counter, _, histogram = metrics()
+    c, h = buffered(counter.labels("d")), buffered(histogram.labels("d"))
+    asked = []
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        asked.append(1)
+        return real()
+
+    async def writes() -> None:
+        await asyncio.sleep(0)
+        monkeypatch.setattr(metric_buffer.asyncio, "get_running_loop", counting)
+        for _ in range(50):
+            c.inc()
+            h.observe(0.05)
+        await asyncio.sleep(0)
+
+    asyncio.run(writes())
+    assert len(asked) <= 1
+    assert sample(registry, "c_total", k="d") == 50.0 and sample(registry, "h_count", k="d") == 50.0
+
+
+def test_after_a_loop_has_stopped_writes_go_straight_through() -> None:
+    """The remembered loop is trusted only while it runs: once it has stopped, a write off any loop in
+    the same thread is written at once."""
+    registry, counter, _, _ = metrics()
+    c = buffered(counter.labels("e"))
+
+    async def inc() -> None:
+        c.inc()
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(inc())
+        c.inc()  # the loop is stopped (not closed): nothing would flush a table now
+        assert sample(registry, "c_total", k="e") == 2.0
+    finally:
+        loop.close()
+
+
+def test_a_child_forked_on_a_running_loop_writes_at_once() -> None:
+    """A child forked while the parent's loop runs inherits a loop object that says it is running but
+    never runs there: its writes must not wait in a table for that loop."""
+    registry, counter, _, _ = metrics()
+    c = buffered(counter.labels("f"))
+
+    async def fork() -> int:
+        c.inc()
+        await asyncio.sleep(0)  # the parent's loop is remembered now
+        pid = os.fork()
+        if pid == 0:  # the child: no loop runs here
+            try:
+                c.inc()
+                os._exit(0 if sample(registry, "c_total", k="f") == 2.0 else 3)
+            finally:
+                os._exit(4)
+        return os.waitpid(pid, 0)[1]
+
+    status = asyncio.run(fork())
+    assert os.waitstatus_to_exitcode(status) == 0  # 3: the child's write waited for a loop
 
 
 def test_most_recent_gauges_are_not_wrapped() -> None:
