@@ -7,7 +7,11 @@ that refuses ``import tensorflow`` with a message saying what to install.
 ``service/protocols/tfserving/protos.py`` loads the protobuf modules without running that file.
 
     python3 deploy/tfprotos.py pin tensorflow          # the requirement pyproject.toml pins, for pip
+    python3 deploy/tfprotos.py requires jax            # the project's requirements with these extras
     python3 deploy/tfprotos.py extract WHEEL DEST      # DEST = the venv's site-packages
+
+``requires`` lets the Dockerfile install the dependencies in a layer of their own, before the code is
+copied in: a change to the code then rebuilds only the project's own small layers.
 """
 
 from __future__ import annotations
@@ -40,6 +44,36 @@ def pin(name: str, pyproject: Path = PYPROJECT) -> str:
     raise SystemExit(f"{name} is not a requirement in {pyproject}")
 
 
+def requires(extras: list[str], pyproject: Path = PYPROJECT) -> list[str]:
+    """The project's requirements with those of ``extras``, without repeats (an extra that names the
+    project itself, as ``keras-serving[tensorflow]`` does, brings that extra's requirements too)."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    own = re.compile(rf"^{re.escape(project['name'])}\[([\w,\s-]+)\]$")
+    found: list[str] = []
+    pending, seen = list(reversed(extras)), set()
+
+    def add(requirement: str) -> None:
+        inner = own.match(requirement.strip())
+        if inner:
+            pending.extend(reversed([e.strip() for e in inner.group(1).split(",")]))
+        elif requirement not in found:
+            found.append(requirement)
+
+    for requirement in project["dependencies"]:
+        add(requirement)
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
+            continue
+        if extra not in optional:
+            raise SystemExit(f"{extra!r} is not an extra of {pyproject} (extras: {', '.join(optional)})")
+        seen.add(extra)
+        for requirement in optional[extra]:
+            add(requirement)
+    return found
+
+
 def extract(wheel: Path, dest: Path) -> list[str]:
     """Copy the protobuf modules of a TensorFlow wheel under ``dest/tensorflow``; returns their paths."""
     with zipfile.ZipFile(wheel) as archive:
@@ -59,6 +93,9 @@ def extract(wheel: Path, dest: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "pin":
         print(pin(argv[1]))
+        return 0
+    if argv and argv[0] == "requires":
+        print("\n".join(requires(argv[1:])))
         return 0
     if len(argv) == 3 and argv[0] == "extract":
         names = extract(Path(argv[1]), Path(argv[2]))
