@@ -21,6 +21,7 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 PROTO_MODULE = re.compile(r"^tensorflow/(?:[\w]+/)*[\w]+_pb2(?:_grpc)?\.py$")
@@ -34,9 +35,14 @@ raise ImportError({REFUSAL!r})
 '''
 
 
+def _project(pyproject: Path) -> dict[str, Any]:
+    """The ``[project]`` table of ``pyproject``."""
+    return tomllib.loads(pyproject.read_text())["project"]
+
+
 def pin(name: str, pyproject: Path = PYPROJECT) -> str:
     """The requirement string for ``name`` from the project's dependencies or any of its extras."""
-    project = tomllib.loads(pyproject.read_text())["project"]
+    project = _project(pyproject)
     groups = [project["dependencies"], *project.get("optional-dependencies", {}).values()]
     for requirement in (r for group in groups for r in group):
         if re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0] == name:
@@ -47,7 +53,7 @@ def pin(name: str, pyproject: Path = PYPROJECT) -> str:
 def requires(extras: list[str], pyproject: Path = PYPROJECT) -> list[str]:
     """The project's requirements with those of ``extras``, without repeats (an extra that names the
     project itself, as ``keras-serving[tensorflow]`` does, brings that extra's requirements too)."""
-    project = tomllib.loads(pyproject.read_text())["project"]
+    project = _project(pyproject)
     optional = project.get("optional-dependencies", {})
     own = re.compile(rf"^{re.escape(project['name'])}\[([\w,\s-]+)\]$")
     found: list[str] = []

@@ -130,7 +130,8 @@ class FastLane:
             status = answer.status_code
             await answer(scope, receive, send)
         finally:
-            deadlines.discard(task)
+            if not started:  # an answer that started was discarded then; this one ended without one
+                deadlines.discard(task)
             self._observe(scope, status, perf_counter() - started_at)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:

@@ -75,11 +75,12 @@ def _stages(dockerfile: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize(("stage", "extra"), [("serving", "jax"), ("training", "training")])
 def test_each_image_installs_its_dependencies_before_it_copies_the_code(stage: str, extra: str) -> None:
     """A change to the code or the README must not invalidate the layer of the dependencies."""
-    steps = _stages(ROOT / "deploy" / "Dockerfile")[stage]
+    stages = _stages(ROOT / "deploy" / "Dockerfile")
+    steps = stages[stage]
     install = next(i for i, s in enumerate(steps) if f"tfprotos.py requires {extra}" in s)
     copies = [i for i, s in enumerate(steps) if re.match(r"COPY (README\.md|service|training)\b", s)]
     assert copies and min(copies) > install, steps
     project = [s for s in steps if "pip install --no-deps ./" in s]
     assert len(project) == 1 and steps.index(project[0]) > max(copies), steps  # the code, without deps
-    base = _stages(ROOT / "deploy" / "Dockerfile")["base"]
+    base = stages["base"]
     assert not [s for s in base if re.match(r"COPY .*(README\.md|service|training)", s)], base
