@@ -8,12 +8,15 @@ cd "$(dirname "$0")"
 
 system_packages() {
   # Debian packages the tests use: Prometheus + promtool (monitoring tests start their own), wrk (benchmark), strace,
+  # curl + jq (the README's examples),
   # podman + runc + debootstrap (the container tests build deploy/Dockerfile on a locally made base image),
   # chromium + a font (the playground's browser tests drive /usr/bin/chromium headless through Playwright).
   local need=()
   command -v prometheus >/dev/null || need+=(prometheus)
   command -v wrk >/dev/null || need+=(wrk)
   command -v strace >/dev/null || need+=(strace)  # tests/service/test_no_phone_home.py reads DNS queries
+  command -v curl >/dev/null || need+=(curl)  # tests/test_readme_examples_e2e.py runs the README's curl examples
+  command -v jq >/dev/null || need+=(jq)  # ... one of which reads an image out of metadata.json with jq
   command -v podman >/dev/null || need+=(podman)
   command -v runc >/dev/null || need+=(runc)
   command -v debootstrap >/dev/null || need+=(debootstrap)

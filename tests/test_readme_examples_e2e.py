@@ -1,0 +1,185 @@
+"""The README's curl examples, run as written against a real server (1 worker) over the quick-trained models.
+
+Every ``curl`` line of a ``bash`` block that talks to ``localhost:3000`` and needs nothing the page leaves
+to the reader (a ``...`` placeholder, a token, a TLS certificate, a server started with other settings
+in the same block) is run with bash, one after another as
+a user would type them, with ``localhost:3000`` pointed at the test server. ``serving.yaml`` is the
+README's own canary and feedback examples put together, plus the labels the native example names. What
+the README shows after a command is what the test expects:
+
+- ``# {...}`` (one or more comment lines): the JSON answer, with the same keys, list lengths and strings
+  (numbers: any number, the quick-trained models differ from the README's);
+- ``# 404 {...}``: that status and that JSON;
+- ``# x-name: value`` lines: those response headers in the output;
+- anything else (prose, no comment): a 2xx answer and a command that exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.server import Server
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+STATUS_JSON = re.compile(r"^(\d{3}) (\{.*\})$", re.S)
+HEADER = re.compile(r"^(x-[a-z-]+): (\S+)(\s{2,}\(.*\))?$", re.I)
+NOT_RUNNABLE = ("...", "$TOKEN", "https://", "--cacert")
+
+
+@dataclass
+class Example:
+    """One curl command of the README, the block's variable assignments before it, and what follows it."""
+
+    line: int
+    command: str
+    setup: list[str]
+    shown: list[str] = field(default_factory=list)
+
+
+def examples(text: str) -> list[Example]:
+    """The runnable curl examples of ``text``'s bash blocks (continuation lines joined)."""
+    found: list[Example] = []
+    in_bash, pending, start = False, "", 0
+    setup: list[str] = []
+    last: Example | None = None  # the example the comment lines that follow belong to
+    for number, raw in enumerate(text.splitlines(), 1):
+        if raw.startswith("```"):
+            in_bash, setup, last = raw.strip() == "```bash", [], None
+            continue
+        if not in_bash or (raw.startswith("SERVING_") and "./run.sh" in raw):
+            in_bash = (
+                False  # a block that starts a server of its own (tokens, TLS, tracing) is about that one
+            )
+            continue
+        line = pending + raw.strip()
+        if line.endswith("\\"):
+            pending, start = line[:-1] + " ", start or number
+            continue
+        pending, first, start = "", start or number, 0
+        if line.startswith("#"):
+            if last is not None:
+                last.shown.append(line[1:].strip())
+            continue
+        last = None
+        if re.match(r"^[A-Z]+=\$\(", line):
+            setup.append(line)
+        elif (
+            line.startswith("curl ") and "localhost:3000" in line and not any(s in line for s in NOT_RUNNABLE)
+        ):
+            last = Example(first, line, list(setup))
+            found.append(last)
+    return found
+
+
+def same_shape(doc: Any, got: Any, where: str = "answer") -> None:
+    """``got`` has ``doc``'s keys, list lengths, strings and literals; numbers only need to be numbers."""
+    if isinstance(doc, dict):
+        assert isinstance(got, dict) and set(got) == set(doc), f"{where}: keys {sorted(got)} != {sorted(doc)}"
+        for key, value in doc.items():
+            same_shape(value, got[key], f"{where}.{key}")
+    elif isinstance(doc, list):
+        assert isinstance(got, list) and len(got) == len(doc), f"{where}: {got!r} is not a list of {len(doc)}"
+        for index, (a, b) in enumerate(zip(doc, got, strict=True)):
+            same_shape(a, b, f"{where}[{index}]")
+    elif isinstance(doc, bool) or doc is None or isinstance(doc, str):
+        assert got == doc, f"{where}: {got!r} != {doc!r}"
+    else:
+        assert isinstance(got, int | float) and not isinstance(got, bool), f"{where}: {got!r} is not a number"
+
+
+@pytest.fixture(scope="module")
+def server(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Versions 1 and 2 of the CNN (the canary example's), the README's ``serving.yaml`` examples."""
+    repo = tmp_path_factory.mktemp("readme-repo")
+    for name in ("linear", "mlp", "rnn"):
+        shutil.copytree(trained_repo / name, repo / name)
+    for version in (1, 2):
+        target = repo / "cnn" / str(version)
+        shutil.copytree(trained_repo / "cnn" / "1", target)
+        meta = json.loads((target / "metadata.json").read_text())
+        (target / "metadata.json").write_text(json.dumps({**meta, "version": version}))
+    config = readme_serving_yaml()
+    config["models"]["linear"] = {
+        "labels": {"stable": 1}
+    }  # what "labels come from models/serving.yaml" assumes
+    (repo / "serving.yaml").write_text(yaml.safe_dump(config))
+    with Server(repo, tmp_path_factory.mktemp("logs") / "server.log", workers=1) as srv:
+        yield srv
+
+
+def readme_serving_yaml() -> dict[str, Any]:
+    """The README's canary and shadow example and its payload capture and feedback example, merged."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    models: dict[str, Any] = {}
+    for block in blocks:
+        for name, settings in yaml.safe_load(block)["models"].items():
+            if "versions" not in settings:  # the configuration section's block lists every key at once
+                models.setdefault(name, {}).update(settings)
+    assert {"cnn", "mlp", "rnn"} <= set(models), f"the README's yaml examples configure {sorted(models)}"
+    return {"models": models}
+
+
+def run(example: Example, server: Server, cwd: Path) -> tuple[int, str, list[int]]:
+    """Run ``example`` as written (bash, pipefail); returns its exit code, output and every HTTP status."""
+    script = "\n".join([*example.setup, example.command]).replace("localhost:3000", server.url.split("//")[1])
+    wrapper = "set -o pipefail\ncurl() { command curl -w '%{stderr}status=%{http_code}\\n' \"$@\"; }\n"
+    out = subprocess.run(
+        ["bash", "-c", wrapper + script], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    statuses = [int(s) for s in re.findall(r"status=(\d{3})", out.stderr)]
+    return out.returncode, out.stdout, statuses
+
+
+def test_readme_lists_runnable_examples() -> None:
+    """The parser finds the examples this module is about (an empty list would pass every other check)."""
+    found = examples((ROOT / "README.md").read_text())
+    assert len(found) >= 15, [e.command for e in found]
+    assert any("/v2/models/linear/infer" in e.command for e in found)
+    assert any(e.setup and "$IMG" in e.command for e in found)
+
+
+def test_every_readme_curl_example_answers_as_shown(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "models").symlink_to(server.repo)  # the examples read models/cnn/1/metadata.json
+    failures: list[str] = []
+    for example in examples((ROOT / "README.md").read_text()):
+        code, output, statuses = run(example, server, tmp_path)
+        where = f"README.md:{example.line} {example.command}"
+        try:
+            check(example, code, output, statuses)
+        except AssertionError as error:
+            failures.append(f"{where}\n  {error}\n  output: {output[:400]!r}")
+        time.sleep(0.3)  # a user's pace: the feedback example reads what the one before it stored
+    assert not failures, "\n".join(failures)
+
+
+def check(example: Example, code: int, output: str, statuses: list[int]) -> None:
+    """``example``'s outcome against what the README shows after it."""
+    assert statuses, f"curl reported no HTTP status (exit {code})"
+    shown = " ".join(example.shown)
+    headers = [m for m in map(HEADER.match, example.shown) if m]
+    if headers:
+        lines = {line.strip().lower() for line in output.splitlines()}
+        for match in headers:
+            assert f"{match[1]}: {match[2]}".lower() in lines, f"no '{match[1]}: {match[2]}' header"
+        return
+    status, body = 200, shown
+    if match := STATUS_JSON.match(shown):
+        status, body = int(match[1]), match[2]
+    if body.startswith("{"):
+        assert statuses[-1] == status, f"status {statuses[-1]}, the README shows {status}"
+        same_shape(json.loads(body), json.loads(output))
+        return
+    assert code == 0 and all(200 <= s < 300 for s in statuses), f"exit {code}, statuses {statuses}"
