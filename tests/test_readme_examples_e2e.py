@@ -1,4 +1,4 @@
-"""The README's curl examples, run as written against a real server (1 worker) over the quick-trained models.
+"""The README's curl and Python examples, run as written against a real server (1 worker) over the quick-trained models.
 
 Every ``curl`` line of a ``bash`` block that talks to ``localhost:3000`` and needs nothing the page leaves
 to the reader (a ``...`` placeholder, a token, a TLS certificate, a server started with other settings
@@ -12,6 +12,9 @@ the README shows after a command is what the test expects:
 - ``# 404 {...}``: that status and that JSON;
 - ``# x-name: value`` lines: those response headers in the output;
 - anything else (prose, no comment): a 2xx answer and a command that exits 0.
+
+The ``python`` blocks that start with their imports (the client examples) run to the end with this
+interpreter, their addresses pointed at the server's HTTP and both gRPC ports.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -132,9 +136,25 @@ def readme_serving_yaml() -> dict[str, Any]:
     return {"models": models}
 
 
+def python_examples(text: str) -> list[tuple[int, str]]:
+    """The line and code of every ``python`` block of ``text`` that runs on its own (it starts with its
+    imports; the access control and TLS blocks continue others and need a token or a certificate)."""
+    blocks = re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
+    found = [(text.count("\n", 0, m.start()) + 1, m[1]) for m in blocks]
+    return [(line, code) for line, code in found if code.startswith(("import ", "from "))]
+
+
+def pointed_at(code: str, server: Server) -> str:
+    """``code`` with the README's default addresses replaced by the test server's."""
+    http = server.url.split("//")[1]
+    for default, port in (("8500", server.tf_grpc), ("8001", server.v2_grpc)):
+        code = code.replace(f"127.0.0.1:{default}", port)
+    return code.replace("localhost:3000", http).replace("127.0.0.1:3000", http)
+
+
 def run(example: Example, server: Server, cwd: Path) -> tuple[int, str, list[int]]:
     """Run ``example`` as written (bash, pipefail); returns its exit code, output and every HTTP status."""
-    script = "\n".join([*example.setup, example.command]).replace("localhost:3000", server.url.split("//")[1])
+    script = pointed_at("\n".join([*example.setup, example.command]), server)
     wrapper = "set -o pipefail\ncurl() { command curl -w '%{stderr}status=%{http_code}\\n' \"$@\"; }\n"
     out = subprocess.run(
         ["bash", "-c", wrapper + script], cwd=cwd, capture_output=True, text=True, timeout=60
@@ -149,6 +169,22 @@ def test_readme_lists_runnable_examples() -> None:
     assert len(found) >= 15, [e.command for e in found]
     assert any("/v2/models/linear/infer" in e.command for e in found)
     assert any(e.setup and "$IMG" in e.command for e in found)
+
+
+def test_every_self_contained_python_example_runs(server: Server) -> None:
+    """The Python client examples (ours, TF Serving's gRPC stub, tritonclient over HTTP and gRPC,
+    BentoML's client) run to the end against the server; what they print is not empty."""
+    found = python_examples((ROOT / "README.md").read_text())
+    assert len(found) >= 5, [line for line, _ in found]
+    failures = []
+    for line, code in found:
+        out = subprocess.run([sys.executable, "-c", pointed_at(code, server)], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)  # fmt: skip
+        if out.returncode != 0 or ("print(" in code and not out.stdout.strip()):
+            failures.append(
+                f"README.md:{line}: exit {out.returncode}\n{out.stdout[-500:]}{out.stderr[-1500:]}"
+            )
+    assert not failures, "\n".join(failures)
 
 
 def test_every_readme_curl_example_answers_as_shown(server: Server, tmp_path: Path) -> None:
