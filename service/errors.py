@@ -72,6 +72,27 @@ class Forbidden(ServingError):
         return {"WWW-Authenticate": self.challenge} if self.challenge else {}
 
 
+class MethodNotAllowed(ServingError):
+    """A route of ours called with a method it does not take (``Allow`` lists the ones it does)."""
+
+    http_status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
+
+
+class UnsupportedMediaType(ServingError):
+    """A request body in a ``Content-Encoding`` the server does not decode."""
+
+    http_status = 415
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class PayloadTooLarge(ServingError):
     """Request body over the configured limit."""
 

@@ -1,16 +1,17 @@
-"""The README's curl and Python examples, run as written against a real server (1 worker) over the quick-trained models.
+"""The README's curl and Python examples, run as written against a real server (1 worker) over the
+quick-trained models.
 
-Every ``curl`` line of a ``bash`` block that talks to ``localhost:3000`` and needs nothing the page leaves
-to the reader (a ``...`` placeholder, a token, a TLS certificate, a server started with other settings
-in the same block) is run with bash, one after another as
-a user would type them, with ``localhost:3000`` pointed at the test server. ``serving.yaml`` is the
-README's own canary and feedback examples put together, plus the labels the native example names. What
+Every line with a ``curl`` in a ``bash`` block that talks to ``localhost:3000`` and needs nothing the
+page leaves to the reader (a ``...`` placeholder, a token, a TLS certificate, a server started with
+other settings in the same block) is run with bash, one after another as a user would type them, with
+``localhost:3000`` pointed at the test server. ``serving.yaml`` is the README's own canary and feedback
+examples put together, plus the labels the native example names. What
 the README shows after a command is what the test expects:
 
 - ``# {...}`` (one or more comment lines): the JSON answer, with the same keys, list lengths and strings
   (numbers: any number, the quick-trained models differ from the README's);
 - ``# 404 {...}``: that status and that JSON;
-- ``# x-name: value`` lines: those response headers in the output;
+- ``# x-name: value`` or ``# HTTP/1.1 405 ...`` lines: those headers and status lines in the output;
 - anything else (prose, no comment): a 2xx answer and a command that exits 0.
 
 The ``python`` blocks that start with their imports (the client examples) run to the end with this
@@ -39,7 +40,9 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS_JSON = re.compile(r"^(\d{3}) (\{.*\})$", re.S)
-HEADER = re.compile(r"^(x-[a-z-]+): (\S+)(\s{2,}\(.*\))?$", re.I)
+HEADER = re.compile(r"^(?:([a-z-]+): (\S+)|(HTTP/1\.1 \d{3} [A-Za-z ]+?))(\s{2,}\(.*\))?$", re.I)
+"""A response header (``x-model-version: 1``) or status line (``HTTP/1.1 405 Method Not Allowed``) shown
+after a command, maybe followed by a remark in parentheses."""
 NOT_RUNNABLE = ("...", "$TOKEN", "https://", "--cacert")
 
 
@@ -80,9 +83,7 @@ def examples(text: str) -> list[Example]:
         last = None
         if re.match(r"^[A-Z]+=\$\(", line):
             setup.append(line)
-        elif (
-            line.startswith("curl ") and "localhost:3000" in line and not any(s in line for s in NOT_RUNNABLE)
-        ):
+        elif "curl " in line and "localhost:3000" in line and not any(s in line for s in NOT_RUNNABLE):
             last = Example(first, line, list(setup))
             found.append(last)
     return found
@@ -209,7 +210,8 @@ def check(example: Example, code: int, output: str, statuses: list[int]) -> None
     if headers:
         lines = {line.strip().lower() for line in output.splitlines()}
         for match in headers:
-            assert f"{match[1]}: {match[2]}".lower() in lines, f"no '{match[1]}: {match[2]}' header"
+            shown_line = match[3] or f"{match[1]}: {match[2]}"
+            assert shown_line.lower() in lines, f"no '{shown_line}' line in the output"
         return
     status, body = 200, shown
     if match := STATUS_JSON.match(shown):

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from service.dataplane import DataPlane
 from service.errors import ClientGone, InternalError, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from service.protocols.common import deadline_after, parse_timeout
+from service.protocols.encoding import decode_body
 from service.protocols.json import dumps
 
 log = logging.getLogger("service.http")
@@ -41,7 +42,8 @@ def error_response(error: ServingError, body: ErrorBody = ServingError.body) -> 
 
 
 async def read_body(request: Request) -> bytes | bytearray:
-    """The request body, refusing (413) anything over the data plane's body limit before reading it all.
+    """The request body, refusing (413) anything over the data plane's body limit before reading it all;
+    a compressed one (``Content-Encoding``) decoded within that limit (:mod:`service.protocols.encoding`).
     A body that arrived whole (a large one read straight into one buffer, :mod:`service.bento.bodyread`,
     is a ``bytearray``) is returned as it came, not copied."""
     limit = dataplane_of(request).max_body_bytes
@@ -61,9 +63,9 @@ async def read_body(request: Request) -> bytes | bytearray:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", limit=limit)
         if chunk:  # Starlette ends the stream with an empty chunk
             chunks.append(chunk)
-    if not chunks:
-        return b""
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    body = b"" if not chunks else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    coding = request.headers.get("content-encoding")
+    return body if coding is None else decode_body(body, coding, limit)
 
 
 def guarded(handler: Handler, body: ErrorBody = ServingError.body) -> Handler:

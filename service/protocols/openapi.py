@@ -25,6 +25,9 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
+UNSUPPORTED_ENCODING = _error("A Content-Encoding other than gzip, deflate or identity")
+
+
 @lru_cache(maxsize=4)
 def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The document; ``catalog`` (the models served now) fills the path parameters' enums and the
@@ -60,6 +63,7 @@ def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> 
                         "400": _error("Malformed JSON, wrong shape or dtype, empty or non-numeric input"),
                         "404": _error("Unknown model, version or label"),
                         "413": _error("Body, rows, elements or inputs over the limits"),
+                        "415": UNSUPPORTED_ENCODING,
                         "503": _error("Model not ready or overloaded (Retry-After set)"),
                         "500": _error("Internal error (no internals in the body)"),
                     },
@@ -81,6 +85,7 @@ def openapi_document(catalog: Catalog = (), limits: Limits = DEFAULT_LIMITS) -> 
                         "400": _error("Malformed body, or the model takes no feedback (serving.yaml)"),
                         "404": _error("Unknown model"),
                         "413": _error("Body or items over the limits"),
+                        "415": UNSUPPORTED_ENCODING,
                         "503": _error("Still loading the models"),
                     },
                 }
@@ -134,6 +139,7 @@ def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
         "400": _error("Bad input"),
         "404": _error("Unknown model/version/label"),
         "413": _error("Body, rows, elements or inputs over the limits"),
+        "415": UNSUPPORTED_ENCODING,
         "503": _error("Not ready"),
     }
     ok = {"200": {"description": "OK"}}

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
-from service.errors import NotFound
+from service.errors import MethodNotAllowed, NotFound
 from service.protocols import docs, feedback, native, ui
 from service.protocols.docs import merge_documents
 from service.protocols.http import dataplane_of, error_response, guarded, json_response
@@ -43,8 +43,15 @@ async def docs_document(request: Request) -> Response:
 
 
 async def not_found(request: Request) -> Response:
-    """Unknown routes under our prefixes answer in the one JSON error shape."""
-    return error_response(NotFound(f"no route {request.method} {request.url.path}; see /v1/openapi.json"))
+    """Unknown routes under our prefixes answer in the one JSON error shape: 405 with ``Allow`` for a
+    path of ours called with another method (the first route whose path matches, as Starlette picks),
+    404 otherwise."""
+    method, path = request.method, request.url.path
+    for route in _OWN_ROUTES:
+        if route.matches(request.scope)[0] is Match.PARTIAL:
+            allow = sorted(route.methods or ())
+            return error_response(MethodNotAllowed(f"{path} takes {', '.join(allow)}, not {method}", allow))
+    return error_response(NotFound(f"no route {method} {path}; see /v1/openapi.json"))
 
 
 API_ROUTES: dict[str, list[Route]] = {
@@ -54,6 +61,7 @@ API_ROUTES: dict[str, list[Route]] = {
     "ui": ui.routes,
 }
 """Every route of ours by API; the catch-alls below come after them."""
+_OWN_ROUTES = [r for routes in API_ROUTES.values() for r in routes]
 CATCH_ALL: dict[str, Route] = {
     "native": Route("/v1/{path:path}", not_found, methods=ALL_METHODS),
     "v2": Route("/v2/{path:path}", not_found, methods=ALL_METHODS),

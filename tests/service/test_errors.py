@@ -14,6 +14,7 @@ from service.errors import (
     Forbidden,
     InternalError,
     InvalidInput,
+    MethodNotAllowed,
     NotFound,
     Overloaded,
     PayloadTooLarge,
@@ -21,6 +22,7 @@ from service.errors import (
     TimedOut,
     Unauthenticated,
     Unavailable,
+    UnsupportedMediaType,
 )
 from service.protocols.grpc_errors import abort
 from service.protocols.http import error_response
@@ -30,7 +32,9 @@ CASES = [
     (NotFound("x"), 404, "NOT_FOUND"),
     (Unauthenticated("x"), 401, "UNAUTHENTICATED"),
     (Forbidden("x"), 403, "PERMISSION_DENIED"),
+    (MethodNotAllowed("x", ["POST"]), 405, "UNIMPLEMENTED"),
     (PayloadTooLarge("x"), 413, "RESOURCE_EXHAUSTED"),
+    (UnsupportedMediaType("x"), 415, "INVALID_ARGUMENT"),
     (Unavailable("x"), 503, "UNAVAILABLE"),
     (Overloaded("x"), 503, "UNAVAILABLE"),
     (TimedOut("x"), 504, "DEADLINE_EXCEEDED"),
@@ -53,6 +57,7 @@ def test_http_answer_has_the_class_status_and_body(error: ServingError, http: in
     assert orjson.loads(response.body) == error.body() == {"error": error.message}
     retry = response.headers.get("retry-after")
     assert (retry == "1") is isinstance(error, Unavailable), "Retry-After exactly on 503s"
+    assert (response.headers.get("allow") == "POST") is isinstance(error, MethodNotAllowed), "Allow on 405s"
 
 
 class FakeContext:
