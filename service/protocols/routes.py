@@ -75,7 +75,7 @@ DOCS_ROUTES: list[Route] = [
 BENTOML_API: dict[str, str] = {"predict": "/predict", "models": "/models"}
 """The typed BentoML endpoints of the service: method name -> route (inference routes for access control)."""
 ROUTES: list[Route] = [
-    *(r for routes in API_ROUTES.values() for r in routes),
+    *_OWN_ROUTES,
     *DOCS_ROUTES,
     *CATCH_ALL.values(),
 ]
