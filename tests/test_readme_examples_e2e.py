@@ -198,7 +198,7 @@ def test_every_readme_curl_example_answers_as_shown(server: Server, tmp_path: Pa
             check(example, code, output, statuses)
         except AssertionError as error:
             failures.append(f"{where}\n  {error}\n  output: {output[:400]!r}")
-        time.sleep(0.3)  # a user's pace: the feedback example reads what the one before it stored
+        time.sleep(0.5)  # a user's pace: the feedback example reads what the one before it stored
     assert not failures, "\n".join(failures)
 
 
