@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from tests.server import Server
+from tests.service.modelfactory import copy_version
 
 pytestmark = pytest.mark.e2e
 
@@ -67,9 +68,8 @@ def examples(text: str) -> list[Example]:
             in_bash, setup, last = raw.strip() == "```bash", [], None
             continue
         if not in_bash or (raw.startswith("SERVING_") and "./run.sh" in raw):
-            in_bash = (
-                False  # a block that starts a server of its own (tokens, TLS, tracing) is about that one
-            )
+            # a block that starts a server of its own (tokens, TLS, tracing) is about that one
+            in_bash = False
             continue
         line = pending + raw.strip()
         if line.endswith("\\"):
@@ -112,14 +112,10 @@ def server(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for name in ("linear", "mlp", "rnn"):
         shutil.copytree(trained_repo / name, repo / name)
     for version in (1, 2):
-        target = repo / "cnn" / str(version)
-        shutil.copytree(trained_repo / "cnn" / "1", target)
-        meta = json.loads((target / "metadata.json").read_text())
-        (target / "metadata.json").write_text(json.dumps({**meta, "version": version}))
+        copy_version(trained_repo / "cnn" / "1", repo, "cnn", version)
     config = readme_serving_yaml()
-    config["models"]["linear"] = {
-        "labels": {"stable": 1}
-    }  # what "labels come from models/serving.yaml" assumes
+    # what the native example's "labels come from models/serving.yaml" assumes
+    config["models"]["linear"] = {"labels": {"stable": 1}}
     (repo / "serving.yaml").write_text(yaml.safe_dump(config))
     with Server(repo, tmp_path_factory.mktemp("logs") / "server.log", workers=1) as srv:
         yield srv

@@ -70,7 +70,7 @@ def _members(data: bytes | bytearray, wbits: int, coding: str, limit: int) -> by
         if not inflater.eof:
             raise InvalidInput(f"the {coding} body ends before its compressed stream does (truncated?)")
         rest = memoryview(inflater.unused_data)
-        if not rest or coding != "gzip":
-            if rest:
-                raise InvalidInput(f"{len(rest)} bytes follow the end of the {coding} stream")
+        if not rest:
             return b"".join(out)
+        if coding != "gzip":  # only gzip has members: a second one starts here
+            raise InvalidInput(f"{len(rest)} bytes follow the end of the {coding} stream")

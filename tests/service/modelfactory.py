@@ -7,6 +7,7 @@ the training step is skipped (the training pipeline has its own tests, and e2e t
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def write_scale_version(
         example={"x": example.tolist()},
         metrics={"scale": scale},
     )
+
+
+def copy_version(source: Path, repo: Path, name: str, version: int) -> Path:
+    """The version folder ``source`` (a trained model's) copied as ``repo/name/version``, its
+    ``metadata.json`` naming that version (the same trained model served as several versions)."""
+    target = repo / name / str(version)
+    shutil.copytree(source, target)
+    meta = json.loads((target / "metadata.json").read_text())
+    (target / "metadata.json").write_text(json.dumps({**meta, "version": version}))
+    return target
 
 
 def remove_version(repo: Path, name: str, version: int) -> None:

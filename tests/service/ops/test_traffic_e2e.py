@@ -6,7 +6,6 @@ answer names version and variant (REST headers, gRPC trailing metadata), the sha
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from service.ops.traffic import bucket
 from service.protocols.tfserving.codec import array_to_tensor
 from service.protocols.tfserving.protos import tfserving_protos
 from tests.server import Server
+from tests.service.modelfactory import copy_version
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +39,7 @@ def expected_variant(key: str) -> str:
 def server(trained_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     repo = tmp_path_factory.mktemp("canary-repo")
     for version in (1, 2):  # the same trained model twice: the versions must agree on every row
-        target = repo / "cnn" / str(version)
-        shutil.copytree(trained_repo / "cnn" / "1", target)
-        meta = json.loads((target / "metadata.json").read_text())
-        (target / "metadata.json").write_text(json.dumps({**meta, "version": version}))
+        copy_version(trained_repo / "cnn" / "1", repo, "cnn", version)
     (repo / "serving.yaml").write_text(
         "models:\n  cnn:\n    policy: all\n    labels: {stable: 1, canary: 2}\n"
         "    traffic: {stable: 75, canary: 25}\n    shadow: {target: canary, percent: 100}\n"
