@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1, description="Largest request body accepted (413 above)."
     )
+    compress_min_bytes: int = Field(
+        4096,
+        ge=0,
+        description="Answers of at least this many bytes are gzip- or deflate-compressed for a client whose "
+        "Accept-Encoding asks; 0 = never.",
+    )
     max_rows: int = Field(
         16384, ge=1, description="Most rows (first dimension) of a tensor in one request (413 above)."
     )

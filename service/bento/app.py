@@ -32,11 +32,11 @@ def bentoml_document() -> dict[str, Any]:
 def build_app(dataplane: DataPlane | None = None) -> RestApp:
     """The app (:class:`~service.protocols.dispatch.RestApp`: Starlette whose routes are dispatched
     directly); ``dataplane`` may be attached later through ``app.state.dataplane``.
-    :class:`Admission` (in-flight cap, drain) wraps every route."""
-    sticky = get_settings().sticky_header
-    app = RestApp(
-        routes=ROUTES, middleware=[Middleware(Admission, protocol_of=protocol_of, sticky_header=sticky)]
-    )
+    :class:`Admission` (in-flight cap, drain) wraps every route; answers of ``SERVING_COMPRESS_MIN_BYTES``
+    and more are compressed for clients that ask."""
+    settings = get_settings()
+    admission = Middleware(Admission, protocol_of=protocol_of, sticky_header=settings.sticky_header)
+    app = RestApp(routes=ROUTES, middleware=[admission], compress_min_bytes=settings.compress_min_bytes)
     app.state.dataplane = dataplane
     app.state.openapi_extra = bentoml_document  # merged into /docs.json
     return app

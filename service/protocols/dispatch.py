@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, get_route_path
 
 from service.errors import InternalError
+from service.protocols.encoding import compress_answer
 from service.protocols.http import error_response
 
 Scope = MutableMapping[str, Any]
@@ -47,9 +48,12 @@ class Dispatch:
     """ASGI app: a request that fully matches one of ``routes`` goes straight to its endpoint; every
     other request (and every non-HTTP scope) to ``fallback``, Starlette's router behind its middleware."""
 
-    def __init__(self, routes: Sequence[BaseRoute], fallback: ASGIApp) -> None:
+    def __init__(self, routes: Sequence[BaseRoute], fallback: ASGIApp, compress_min_bytes: int = 0) -> None:
         self.routes = [r for r in routes if isinstance(r, Route)]
         self.fallback = fallback
+        self.compress_min_bytes = compress_min_bytes
+        """Answers at least this large are compressed for clients that ask
+        (:func:`~service.protocols.encoding.compress_answer`); 0: none."""
         self._known: dict[tuple[str, str], tuple[Route, dict[str, Any]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +70,9 @@ class Dispatch:
         except Exception:  # every endpoint is guarded: this is a bug, answered as Starlette's layers would
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(InternalError())
+        least = self.compress_min_bytes
+        if least and len(getattr(response, "body", b"")) >= least:  # a streamed answer has no body
+            await compress_answer(response, scope["headers"])
         await response(scope, receive, send)
 
     def _match(self, scope: Scope) -> tuple[Route, dict[str, Any]] | None:
@@ -91,13 +98,19 @@ class Dispatch:
 
 
 class RestApp(Starlette):
-    """Starlette with :class:`Dispatch` in place of its router's layers for the requests it matches."""
+    """Starlette with :class:`Dispatch` in place of its router's layers for the requests it matches;
+    ``compress_min_bytes`` is :class:`Dispatch`'s (``SERVING_COMPRESS_MIN_BYTES`` in the service)."""
+
+    def __init__(self, *args: Any, compress_min_bytes: int = 0, **kwargs: Any) -> None:
+        self.compress_min_bytes = compress_min_bytes
+        super().__init__(*args, **kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
         app: ASGIApp = Dispatch(
             self.router.routes,
             ServerErrorMiddleware(ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)),
+            self.compress_min_bytes,
         )
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)

@@ -1,7 +1,8 @@
-"""Compressed request bodies and wrong methods against a real server: tritonclient's own request
-compression (gzip and deflate, JSON and binary tensors), compressed native and TF Serving bodies, the
-errors of a body that is not what its ``Content-Encoding`` says (the server answering everyone after
-them), and 405 with ``Allow`` for a route of ours called with another method."""
+"""Compression and wrong methods against a real server: tritonclient's own request and response
+compression (gzip and deflate, JSON and binary tensors), large answers compressed for clients that ask
+and small ones not, compressed native and TF Serving bodies, the errors of a body that is not what its
+``Content-Encoding`` says (the server answering everyone after them), and 405 with ``Allow`` for a route
+of ours called with another method."""
 
 from __future__ import annotations
 
@@ -33,15 +34,49 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 @pytest.mark.parametrize("binary", [True, False])
-def test_tritonclient_request_compression(server: Server, algorithm: str, binary: bool) -> None:
+@pytest.mark.parametrize("rows", [4, 1000])  # an answer under SERVING_COMPRESS_MIN_BYTES, and one over it
+def test_tritonclient_compression_both_ways(server: Server, algorithm: str, binary: bool, rows: int) -> None:
     client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-    x = np.arange(400, dtype=np.float32).reshape(100, 4)
-    inp = httpclient.InferInput("x", [100, 4], "FP32")
+    x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    inp = httpclient.InferInput("x", [rows, 4], "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
+    output = httpclient.InferRequestedOutput("y", binary_data=binary)
     result = client.infer(
-        "m", [inp], request_compression_algorithm=algorithm, response_compression_algorithm=algorithm
-    )  # the answer comes back uncompressed, which the client reads as it is
+        "m",
+        [inp],
+        outputs=[output],
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
     np.testing.assert_array_equal(result.as_numpy("y"), x * 2)
+
+
+@pytest.mark.parametrize("accept", ["gzip", "deflate"])
+def test_a_large_answer_comes_compressed_as_tritonclient_asks(server: Server, accept: str) -> None:
+    x = np.arange(4000, dtype=np.float32).reshape(1000, 4)
+    body = {"inputs": [{"name": "x", "shape": [1000, 4], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    url = server.url + "/v2/models/m/infer"
+    plain = requests.post(url, json=body, headers={"Accept-Encoding": "identity"}, timeout=10)
+    answer = requests.post(url, json=body, headers={"Accept-Encoding": accept}, timeout=10, stream=True)
+    wire = answer.raw.read(decode_content=False)  # the bytes as they came
+    assert answer.status_code == plain.status_code == 200
+    assert answer.headers["content-encoding"] == accept and answer.headers["vary"] == "accept-encoding"
+    assert int(answer.headers["content-length"]) == len(wire) < len(plain.content) // 2
+    undo = gzip.decompress if accept == "gzip" else zlib.decompress
+    assert json.loads(undo(wire))["outputs"] == plain.json()["outputs"]
+    assert "content-encoding" not in plain.headers and plain.headers["vary"] == "accept-encoding"
+    np.testing.assert_array_equal(np.reshape(plain.json()["outputs"][0]["data"], (1000, 4)), x * 2)
+
+
+def test_requests_default_gets_large_native_answers_compressed_and_small_ones_not(server: Server) -> None:
+    rows = [[float(i), 1.0, 2.0, 3.0] for i in range(500)]
+    large = requests.post(server.url + "/v1/predict", json={"model": "m", "inputs": rows}, timeout=10)
+    assert large.request.headers["accept-encoding"].startswith("gzip, deflate")  # requests' own default
+    assert large.status_code == 200 and large.headers["content-encoding"] == "gzip"
+    assert large.json()["outputs"]["y"] == [[2 * v for v in row] for row in rows]
+    small = requests.post(server.url + "/v1/predict", json={"model": "m", "inputs": rows[:1]}, timeout=10)
+    assert small.status_code == 200 and small.json()["outputs"]["y"] == [[0.0, 2.0, 4.0, 6.0]]
+    assert "content-encoding" not in small.headers and "vary" not in small.headers
 
 
 def test_compressed_native_and_tfserving_bodies(server: Server) -> None:
