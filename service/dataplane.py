@@ -39,6 +39,7 @@ from service.errors import (
 from service.inference import InferenceRequest, InferenceResponse, Tensors, select_outputs, validate_inputs
 from service.limits import Limits
 from service.metrics import RequestSeries, get_metrics
+from service.models.config import ModelPolicy, ModelSettings
 from service.models.registry import ModelRegistry
 from service.models.version import ServedVersion, State, VersionView
 from service.ops import Operations, Served
@@ -260,6 +261,18 @@ class DataPlane:
         raise NotFound(
             f"version {version} of model {name!r} not found; known versions: {[v.version for v in versions]}"
         )
+
+    def configuration(self, name: str) -> tuple[ModelPolicy, ModelSettings]:
+        """``name``'s ``serving.yaml`` entry and the values its versions load with (each one it leaves
+        unset the server's); 404 for unknown models."""
+        self._versions(name)
+        policy = self.registry.policy(name)
+        return policy, policy.effective(self.registry.settings)
+
+    @property
+    def poll_interval_s(self) -> float:
+        """How often the repository is looked at for new and removed versions (0: never)."""
+        return self.registry.settings.poll_interval_s
 
     def labels(self, name: str) -> dict[str, int]:
         """The labels ``serving.yaml`` gives ``name`` (label -> version)."""

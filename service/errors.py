@@ -86,6 +86,14 @@ class MethodNotAllowed(ServingError):
         return {"Allow": ", ".join(self.allow)}
 
 
+class NotEnabled(ServingError):
+    """A protocol operation this server does not offer in its mode (Triton's explicit model load and
+    unload: the repository, which the server polls, decides what is loaded)."""
+
+    http_status = 501
+    grpc_code = "UNIMPLEMENTED"
+
+
 class UnsupportedMediaType(ServingError):
     """A request body in a ``Content-Encoding`` the server does not decode."""
 

@@ -171,6 +171,19 @@ def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
         paths[base + "/infer"] = {"post": {"tags": v2, "summary": "Inference (JSON or binary tensor extension)",
                                            "parameters": parameters, "requestBody": v2_body,
                                            "responses": {**ok, **errors}}}  # fmt: skip
+        paths[base + "/config"] = {"get": {"tags": v2, "summary": "Model configuration (Triton's ModelConfig)",
+                                           "parameters": parameters, "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+    index_body = {"type": "object", "properties": {"ready": {"type": "boolean", "default": False}},
+                  "additionalProperties": True}  # fmt: skip
+    paths["/v2/repository/index"] = {"post": {
+        "tags": v2, "summary": "Every known model version and its state (ready ones only with ready: true)",
+        "requestBody": {"required": False, "content": {"application/json": {"schema": index_body}}},
+        "responses": {**ok, "400": errors["400"]}}}  # fmt: skip
+    name = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
+    for action in ("load", "unload"):
+        paths[f"/v2/repository/models/{{model}}/{action}"] = {"post": {
+            "tags": v2, "summary": f"Explicit model {action}: not enabled (the polled repository decides)",
+            "parameters": name, "responses": {"501": _error("Not enabled; the message says what to do")}}}  # fmt: skip
     return paths
 
 

@@ -6,20 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from service import context as call_context
 from service.dataplane import DataPlane, InferenceRequest
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.grpc_errors import deadline_of, grpc_guarded
 from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs, grpc_timeout_s
+from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
 
 PROTOCOL = "v2_grpc"
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer."""
+    """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer; ModelConfig,
+    RepositoryIndex and (refused) RepositoryModelLoad / Unload of Triton's extensions."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
@@ -48,6 +51,28 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             for t in doc[key]:
                 getattr(response, key).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
         return response
+
+    @grpc_guarded
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        doc = model_config(self.dataplane, request.name, parse_version(request.version))
+        return service_pb2.ModelConfigResponse(
+            config=json_format.ParseDict(doc, model_config_pb2.ModelConfig())
+        )
+
+    @grpc_guarded
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        models = repository_index(self.dataplane, request.ready)
+        return service_pb2.RepositoryIndexResponse(models=models)
+
+    @grpc_guarded
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.dataplane.limits.check_name("model", request.model_name)
+        raise refuse_control(self.dataplane, "load", request.model_name)
+
+    @grpc_guarded
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.dataplane.limits.check_name("model", request.model_name)
+        raise refuse_control(self.dataplane, "unload", request.model_name)
 
     @grpc_guarded
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -1,4 +1,5 @@
-"""KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension."""
+"""KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension, and
+Triton's model configuration and repository extensions (:mod:`service.protocols.v2.repository`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from starlette.routing import Route
 
 from service import context
 from service.dataplane import InferenceRequest
+from service.errors import InvalidInput
 from service.metrics import observe_payload
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
+from service.protocols.json import loads
 from service.protocols.v2.codec import (
     decode_inputs,
     encode_response,
@@ -20,6 +23,7 @@ from service.protocols.v2.codec import (
     split_body,
     timeout_s,
 )
+from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
 
 PROTOCOL = "v2_rest"
@@ -51,6 +55,30 @@ async def metadata(request: Request) -> Response:
 async def model_ready(request: Request) -> Response:
     view = dataplane_of(request).find(*_target(request))
     return json_response({"name": view.name, "ready": view.ready}, 200 if view.ready else 503)
+
+
+@guarded
+async def config(request: Request) -> Response:
+    return json_response(model_config(dataplane_of(request), *_target(request)))
+
+
+@guarded
+async def index(request: Request) -> Response:
+    """Every known version, or with ``{"ready": true}`` the ready ones (an empty body is ``{}``)."""
+    body = await read_body(request)
+    payload = loads(body) if body.strip() else {}
+    ready = payload.get("ready", False) if isinstance(payload, dict) else None
+    if not isinstance(ready, bool):
+        raise InvalidInput(f'the body must be {{}} or {{"ready": true|false}}, got {bytes(body[:200])!r}')
+    return json_response(repository_index(dataplane_of(request), ready))
+
+
+@guarded
+async def control(request: Request) -> Response:
+    """Explicit load or unload: refused, saying how the repository decides instead."""
+    name = request.path_params["model"]
+    dataplane_of(request).limits.check_name("model", name)
+    raise refuse_control(dataplane_of(request), request.url.path.rsplit("/", 1)[1], name)
 
 
 @guarded
@@ -107,4 +135,9 @@ routes = [
     Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
     Route("/v2/models/{model}/infer", infer, methods=["POST"]),
     Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
+    Route("/v2/models/{model}/config", config, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/config", config, methods=["GET"]),
+    Route("/v2/repository/index", index, methods=["POST"]),
+    Route("/v2/repository/models/{model}/load", control, methods=["POST"]),
+    Route("/v2/repository/models/{model}/unload", control, methods=["POST"]),
 ]

@@ -15,7 +15,7 @@ from service.dataplane import DataPlane, State
 from service.schema import TensorSpec
 
 SERVER_NAME = "keras-serving"
-EXTENSIONS = ["binary_tensor_data", "model_repository_metadata"]
+EXTENSIONS = ["binary_tensor_data", "model_repository_metadata", "model_configuration", "model_repository"]
 
 DATATYPES: dict[str, np.dtype[Any]] = {
     name: np.dtype(dt).newbyteorder("<")
