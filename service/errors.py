@@ -87,11 +87,12 @@ class MethodNotAllowed(ServingError):
 
 
 class NotEnabled(ServingError):
-    """A protocol operation this server does not offer in its mode (Triton's explicit model load and
-    unload: the repository, which the server polls, decides what is loaded)."""
+    """A protocol operation the server's mode rules out (Triton's explicit model load and unload: the
+    repository, which the server polls, decides what is loaded). A 4xx: asking again will not help, and
+    nothing is wrong with the server (a 5xx would page whoever watches its error rate)."""
 
-    http_status = 501
-    grpc_code = "UNIMPLEMENTED"
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
 
 
 class UnsupportedMediaType(ServingError):

@@ -183,7 +183,7 @@ def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
     for action in ("load", "unload"):
         paths[f"/v2/repository/models/{{model}}/{action}"] = {"post": {
             "tags": v2, "summary": f"Explicit model {action}: not enabled (the polled repository decides)",
-            "parameters": name, "responses": {"501": _error("Not enabled; the message says what to do")}}}  # fmt: skip
+            "parameters": name, "responses": {"409": _error("Not enabled; the message says what to do")}}}  # fmt: skip
     return paths
 
 

@@ -34,7 +34,7 @@ CASES = [
     (Unauthenticated("x"), 401, "UNAUTHENTICATED"),
     (Forbidden("x"), 403, "PERMISSION_DENIED"),
     (MethodNotAllowed("x", ["POST"]), 405, "UNIMPLEMENTED"),
-    (NotEnabled("x"), 501, "UNIMPLEMENTED"),
+    (NotEnabled("x"), 409, "FAILED_PRECONDITION"),
     (PayloadTooLarge("x"), 413, "RESOURCE_EXHAUSTED"),
     (UnsupportedMediaType("x"), 415, "INVALID_ARGUMENT"),
     (Unavailable("x"), 503, "UNAVAILABLE"),

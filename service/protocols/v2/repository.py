@@ -12,7 +12,8 @@
   ``UNAVAILABLE``) and, when not ready, why; ``{"ready": true}`` lists the ready ones only.
 - **Load and unload** (``POST /v2/repository/models/{model}/load|unload``, the gRPC calls): the server
   loads what the repository holds and polls it, like Triton's ``--model-control-mode=poll``, which
-  refuses these too; they answer 501 / ``UNIMPLEMENTED`` saying how to load or unload instead.
+  refuses these too; they answer 409 / ``FAILED_PRECONDITION`` saying how to load or unload instead
+  (Triton's ``UNAVAILABLE`` / 503 reads as "try again later", and would count as a server error).
 """
 
 from __future__ import annotations

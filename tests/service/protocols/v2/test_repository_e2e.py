@@ -126,7 +126,7 @@ def test_explicit_load_and_unload_are_refused_with_what_to_do(
     server: Server, http: httpclient.InferenceServerClient, rpc: grpcclient.InferenceServerClient, action: str
 ) -> None:
     answer = requests.post(f"{server.url}/v2/repository/models/m/{action}", timeout=10)
-    assert answer.status_code == 501, answer.text
+    assert answer.status_code == 409, answer.text
     message = answer.json()["error"]
     assert f"explicit model {action} is not enabled" in message and "<repository>/m/<version>/" in message
     assert "every 3 s (SERVING_POLL_INTERVAL_S)" in message
@@ -134,7 +134,7 @@ def test_explicit_load_and_unload_are_refused_with_what_to_do(
         getattr(http, f"{action}_model")("m")
     with pytest.raises(InferenceServerException, match=f"explicit model {action} is not enabled") as caught:
         getattr(rpc, f"{action}_model")("m")
-    assert caught.value.status() == str(grpc.StatusCode.UNIMPLEMENTED)
+    assert caught.value.status() == str(grpc.StatusCode.FAILED_PRECONDITION)
     x = np.ones((1, 4), dtype=np.float32)
     inp = httpclient.InferInput("x", [1, 4], "FP32")
     inp.set_data_from_numpy(x)
@@ -146,5 +146,5 @@ def test_without_polling_the_refusal_says_to_restart() -> None:
         poll_interval_s = 0.0
 
     error = refuse_control(NoPolling(), "load", "cnn")  # type: ignore[arg-type]  # only the interval is read
-    assert error.http_status == 501 and error.grpc_code == "UNIMPLEMENTED"
+    assert error.http_status == 409 and error.grpc_code == "FAILED_PRECONDITION"
     assert "<repository>/cnn/<version>/" in error.message and "restart the server" in error.message
