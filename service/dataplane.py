@@ -166,8 +166,10 @@ class DataPlane:
             error = InternalError()
             self._count(request.protocol, model_label, version_label, error, started)
             raise error from exc
+        elapsed = perf_counter() - started
         series.success.inc()
-        series.latency.observe(perf_counter() - started)
+        series.latency.observe(elapsed)
+        series.success_seconds.inc(elapsed)
         if trace is not None:
             trace.answered()
         return InferenceResponse(sv.name, sv.version, sv.runtime_kind, answer, request_id, variant)

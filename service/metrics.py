@@ -38,6 +38,8 @@ class RequestSeries:
     compute: Any
     success: Any
     """``serving_requests_total{code="200", outcome="success"}``."""
+    success_seconds: Any
+    """``serving_request_success_seconds_total`` of the version (Triton's ``success.ns``)."""
 
 
 class Metrics:
@@ -57,6 +59,9 @@ class Metrics:
             "serving_request_duration_seconds", "End-to-end inference latency in the server.", mvp,
             buckets=LATENCY_BUCKETS,
         )  # fmt: skip
+        self.success_seconds = Counter(
+            "serving_request_success_seconds", "Time answered inference requests spent in the server.", mv
+        )
         self.queue = Histogram(
             "serving_queue_duration_seconds", "Time a request waited for its batch to start.", mv,
             buckets=LATENCY_BUCKETS,
@@ -253,6 +258,7 @@ class Metrics:
                 self.bound(self.queue, model, version),
                 self.bound(self.compute, model, version),
                 self.bound(self.requests, *key, "200", "success"),
+                self.bound(self.success_seconds, model, version),
             )
         return series
 

@@ -171,8 +171,14 @@ def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
         paths[base + "/infer"] = {"post": {"tags": v2, "summary": "Inference (JSON or binary tensor extension)",
                                            "parameters": parameters, "requestBody": v2_body,
                                            "responses": {**ok, **errors}}}  # fmt: skip
-        paths[base + "/config"] = {"get": {"tags": v2, "summary": "Model configuration (Triton's ModelConfig)",
-                                           "parameters": parameters, "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+        for what, summary in (
+            ("config", "Model configuration (Triton's ModelConfig)"),
+            ("stats", "Statistics of the model's versions, or of one"),
+        ):
+            paths[f"{base}/{what}"] = {"get": {"tags": v2, "summary": summary, "parameters": parameters,
+                                               "responses": {**ok, "404": errors["404"]}}}  # fmt: skip
+    paths["/v2/models/stats"] = {"get": {"tags": v2, "summary": "Statistics of every model version",
+                                         "responses": ok}}  # fmt: skip
     index_body = {"type": "object", "properties": {"ready": {"type": "boolean", "default": False}},
                   "additionalProperties": True}  # fmt: skip
     paths["/v2/repository/index"] = {"post": {

@@ -3,6 +3,7 @@ service definition that ships in ``tritonclient``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -16,13 +17,14 @@ from service.protocols.grpc_errors import deadline_of, grpc_guarded
 from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs, grpc_timeout_s
 from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
+from service.protocols.v2.statistics import model_statistics, targets
 
 PROTOCOL = "v2_grpc"
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer; ModelConfig,
-    RepositoryIndex and (refused) RepositoryModelLoad / Unload of Triton's extensions."""
+    ModelStatistics, RepositoryIndex and (refused) RepositoryModelLoad / Unload of Triton's extensions."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
@@ -58,6 +60,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelConfigResponse(
             config=json_format.ParseDict(doc, model_config_pb2.ModelConfig())
         )
+
+    @grpc_guarded
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        name = request.name or None  # no name: every model (a version without a name is ignored)
+        versions = targets(self.dataplane, name, parse_version(request.version) if name else None)
+        doc = await asyncio.to_thread(model_statistics, versions)
+        return json_format.ParseDict(doc, service_pb2.ModelStatisticsResponse())
 
     @grpc_guarded
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -1,8 +1,10 @@
 """KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension, and
-Triton's model configuration and repository extensions (:mod:`service.protocols.v2.repository`)."""
+Triton's model configuration, repository (:mod:`service.protocols.v2.repository`) and statistics
+(:mod:`service.protocols.v2.statistics`) extensions."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +27,7 @@ from service.protocols.v2.codec import (
 )
 from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
+from service.protocols.v2.statistics import model_statistics, targets
 
 PROTOCOL = "v2_rest"
 
@@ -60,6 +63,14 @@ async def model_ready(request: Request) -> Response:
 @guarded
 async def config(request: Request) -> Response:
     return json_response(model_config(dataplane_of(request), *_target(request)))
+
+
+@guarded
+async def statistics(request: Request) -> Response:
+    """Every version's statistics, a model's, or one version's (404 for unknown ones)."""
+    name = request.path_params.get("model")
+    versions = targets(dataplane_of(request), name, parse_version(request.path_params.get("version")))
+    return json_response(await asyncio.to_thread(model_statistics, versions))
 
 
 @guarded
@@ -126,6 +137,7 @@ async def infer(request: Request) -> Response:
 
 
 routes = [
+    Route("/v2/models/stats", statistics, methods=["GET"]),  # before /v2/models/{model}, as Triton reads it
     Route("/v2", metadata_of_server, methods=["GET"]),
     Route("/v2/health/live", live, methods=["GET"]),
     Route("/v2/health/ready", ready, methods=["GET"]),
@@ -136,6 +148,8 @@ routes = [
     Route("/v2/models/{model}/infer", infer, methods=["POST"]),
     Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
     Route("/v2/models/{model}/config", config, methods=["GET"]),
+    Route("/v2/models/{model}/stats", statistics, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/stats", statistics, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/config", config, methods=["GET"]),
     Route("/v2/repository/index", index, methods=["POST"]),
     Route("/v2/repository/models/{model}/load", control, methods=["POST"]),

@@ -15,7 +15,13 @@ from service.dataplane import DataPlane, State
 from service.schema import TensorSpec
 
 SERVER_NAME = "keras-serving"
-EXTENSIONS = ["binary_tensor_data", "model_repository_metadata", "model_configuration", "model_repository"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "model_repository_metadata",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+]
 
 DATATYPES: dict[str, np.dtype[Any]] = {
     name: np.dtype(dt).newbyteorder("<")
