@@ -170,7 +170,16 @@ def v2_request(catalog: Catalog, limits: Limits) -> dict[str, Any]:
     output = {
         "type": "object",
         "required": ["name"],
-        "properties": {"name": name, "parameters": {"type": "object"}},
+        "properties": {
+            "name": name,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "binary_data": {"type": "boolean"},
+                    "classification": {"type": "integer", "minimum": 1, "description": "Top classes (BYTES)"},
+                },
+            },
+        },
     }
     schema: dict[str, Any] = {
         "type": "object",

@@ -17,6 +17,7 @@ from service.limits import DEFAULT_LIMITS, Limits
 from service.protocols.common import check_int_range, from_le_bytes, le_bytes, parse_timeout
 from service.protocols.json import dumps, json_to_array, loads, loads_with_tensors
 from service.protocols.tensor_json import Path
+from service.protocols.v2.classification import BYTES, bytes_tensor
 from service.protocols.v2.spec import CONTENTS_FIELDS, DATATYPES, datatype
 
 Arrays = dict[str | None, np.ndarray]
@@ -201,11 +202,13 @@ def encode_response(
     """Body and (for binary outputs) the JSON header length of a V2 infer response."""
     tensors, blobs = [], []
     for name, array in outputs.items():
-        entry: dict[str, Any] = {"name": name, "datatype": datatype(array.dtype), "shape": list(array.shape)}
+        entry: dict[str, Any] = {"name": name, "datatype": _kind(array), "shape": list(array.shape)}
         if binary.get(name, binary.get("*", False)):
-            raw = le_bytes(array)
+            raw = _raw(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
+        elif array.dtype == BYTES:  # classification strings
+            entry["data"] = [item.decode() for item in array.reshape(-1)]
         else:
             entry["data"] = array.reshape(-1)
         tensors.append(entry)
@@ -213,6 +216,16 @@ def encode_response(
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)
+
+
+def _kind(array: np.ndarray) -> str:
+    """The V2 datatype of an output (``BYTES`` for classification strings)."""
+    return "BYTES" if array.dtype == BYTES else datatype(array.dtype)
+
+
+def _raw(array: np.ndarray) -> bytes:
+    """An output's binary data / gRPC raw contents."""
+    return bytes_tensor(array) if array.dtype == BYTES else le_bytes(array)
 
 
 # ----- gRPC: ModelInferRequest / ModelInferResponse ------------------------------------------------
@@ -255,5 +268,5 @@ def decode_grpc_inputs(request: Any, limits: Limits = DEFAULT_LIMITS) -> Arrays:
 def fill_grpc_outputs(response: Any, outputs: dict[str, np.ndarray]) -> None:
     """Add ``outputs`` to a ``ModelInferResponse`` as tensors with raw little-endian contents."""
     for name, array in outputs.items():
-        response.outputs.add(name=name, datatype=datatype(array.dtype), shape=list(array.shape))
-        response.raw_output_contents.append(le_bytes(array))
+        response.outputs.add(name=name, datatype=_kind(array), shape=list(array.shape))
+        response.raw_output_contents.append(_raw(array))

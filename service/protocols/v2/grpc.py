@@ -14,6 +14,7 @@ from service import context as call_context
 from service.dataplane import DataPlane, InferenceRequest
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.grpc_errors import deadline_of, grpc_guarded
+from service.protocols.v2.classification import answer_outputs, grpc_class_counts
 from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs, grpc_timeout_s
 from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
@@ -87,6 +88,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         dataplane = self.dataplane
         wanted = [o.name for o in request.outputs] or None
+        counts = grpc_class_counts(request.outputs)
         version = parse_version(request.model_version)
         timeout = grpc_timeout_s(request)
         deadline = earliest(deadline_of(context), deadline_after(timeout))
@@ -110,7 +112,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         response = service_pb2.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=result.request_id
         )
-        fill_grpc_outputs(response, result.outputs)
+        fill_grpc_outputs(response, answer_outputs(dataplane, result, counts))
         return response
 
 

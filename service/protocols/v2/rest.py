@@ -18,6 +18,7 @@ from service.metrics import observe_payload
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
 from service.protocols.json import loads
+from service.protocols.v2.classification import answer_outputs, class_counts
 from service.protocols.v2.codec import (
     decode_inputs,
     encode_response,
@@ -105,6 +106,7 @@ async def infer(request: Request) -> Response:
         timeout = timeout_s(payload)
         inputs = decode_inputs(payload, binary, dataplane.limits)
         wanted, binary_out = requested_outputs(payload)
+        counts = class_counts(payload)
         request_id = context.adopt(payload.get("id"), "the request's id")
         result = await dataplane.infer(
             InferenceRequest(
@@ -125,7 +127,7 @@ async def infer(request: Request) -> Response:
         "model_name": result.model,
         "model_version": str(result.version),
     }
-    content, header_length = encode_response(header, result.outputs, binary_out)
+    content, header_length = encode_response(header, answer_outputs(dataplane, result, counts), binary_out)
     observe_payload(result.model, PROTOCOL, len(body), len(content))
     if header_length is None:
         return Response(content, media_type="application/json")

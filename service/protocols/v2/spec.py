@@ -21,6 +21,7 @@ EXTENSIONS = [
     "model_configuration",
     "model_repository",
     "statistics",
+    "classification",
 ]
 
 DATATYPES: dict[str, np.dtype[Any]] = {
