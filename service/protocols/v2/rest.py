@@ -1,6 +1,7 @@
 """KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension, and
-Triton's model configuration, repository (:mod:`service.protocols.v2.repository`) and statistics
-(:mod:`service.protocols.v2.statistics`) extensions."""
+Triton's model configuration, repository (:mod:`service.protocols.v2.repository`), statistics
+(:mod:`service.protocols.v2.statistics`) and classification (:mod:`service.protocols.v2.classification`)
+extensions."""
 
 from __future__ import annotations
 
