@@ -76,12 +76,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_guarded
     async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.dataplane.limits.check_name("model", request.model_name)
         raise refuse_control(self.dataplane, "load", request.model_name)
 
     @grpc_guarded
     async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.dataplane.limits.check_name("model", request.model_name)
         raise refuse_control(self.dataplane, "unload", request.model_name)
 
     @grpc_guarded

@@ -97,7 +97,9 @@ def _entry(view: VersionView) -> dict[str, str]:
 
 
 def refuse_control(dataplane: DataPlane, action: str, name: str) -> NotEnabled:
-    """The error of an explicit ``load`` or ``unload`` of ``name``, saying what to do instead."""
+    """The error of an explicit ``load`` or ``unload`` of ``name``, saying what to do instead (400 first
+    for a name longer than any model's: it is echoed)."""
+    dataplane.limits.check_name("model", name)
     interval = dataplane.poll_interval_s
     when = (
         f"the server looks at the repository every {interval:g} s (SERVING_POLL_INTERVAL_S)"

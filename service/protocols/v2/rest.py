@@ -89,9 +89,8 @@ async def index(request: Request) -> Response:
 @guarded
 async def control(request: Request) -> Response:
     """Explicit load or unload: refused, saying how the repository decides instead."""
-    name = request.path_params["model"]
-    dataplane_of(request).limits.check_name("model", name)
-    raise refuse_control(dataplane_of(request), request.url.path.rsplit("/", 1)[1], name)
+    action = request.url.path.rsplit("/", 1)[1]
+    raise refuse_control(dataplane_of(request), action, request.path_params["model"])
 
 
 @guarded

@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
+from service.limits import DEFAULT_LIMITS
 from service.protocols.v2.repository import refuse_control
 from tests.server import Server
 from tests.service.modelfactory import write_demo_repo
@@ -144,7 +145,8 @@ def test_explicit_load_and_unload_are_refused_with_what_to_do(
 def test_without_polling_the_refusal_says_to_restart() -> None:
     class NoPolling:
         poll_interval_s = 0.0
+        limits = DEFAULT_LIMITS
 
-    error = refuse_control(NoPolling(), "load", "cnn")  # type: ignore[arg-type]  # only the interval is read
+    error = refuse_control(NoPolling(), "load", "cnn")  # type: ignore[arg-type]  # only the interval and limits are read
     assert error.http_status == 409 and error.grpc_code == "FAILED_PRECONDITION"
     assert "<repository>/cnn/<version>/" in error.message and "restart the server" in error.message
