@@ -58,7 +58,9 @@ def _pick(own: T | None, default: T) -> T:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """What one model version runs with: its ``serving.yaml`` entry over the server settings."""
+    """What one model version runs with: its ``serving.yaml`` entry over the server settings (no
+    defaults of its own: :meth:`ModelPolicy.effective` fills every field, from :class:`Settings` where
+    the entry is silent)."""
 
     runtime: str
     onnx_providers: list[str]
@@ -70,14 +72,14 @@ class ModelSettings:
     max_wait_ms: float
     max_queue_rows: int
     max_queue_delay_ms: float
-    precision: str = "fp32"
-    inline_run_us: float = 300.0
-    capture_percent: float = 0.0
-    feedback: bool = False
-    feedback_keep_s: float = 86400.0
-    drift: bool = True
-    drift_window_rows: int = 1000
-    drift_sample_rows_per_s: float = 250.0
+    precision: str
+    inline_run_us: float
+    capture_percent: float
+    feedback: bool
+    feedback_keep_s: float
+    drift: bool
+    drift_window_rows: int
+    drift_sample_rows_per_s: float
 
 
 class DriftConfig(BaseModel):

@@ -21,6 +21,12 @@ from service.settings import Settings
 
 log = logging.getLogger("service.models")
 
+SHADOWED_NAMES = {
+    "stats": "GET /v2/models/stats answers the V2 statistics of every model (Triton's route), so this "
+    "model's V2 REST metadata is at /v2/models/stats/versions/<version>; every other route names it as usual",
+}
+"""Model names a protocol route takes before the model's own (a warning when such a model appears)."""
+
 
 class ModelRegistry:
     """All served model versions of this process, kept in step with the repository."""
@@ -127,6 +133,8 @@ class ModelRegistry:
         wanted = snapshot.selected()
         loads = []
         for name, versions in wanted.items():
+            if name in SHADOWED_NAMES and name not in self.models:
+                log.warning("model %s: %s", name, SHADOWED_NAMES[name])
             entries = self.models.setdefault(name, {})
             for version, directory in versions.items():
                 current = entries.get(version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pytest
 from service.dataplane import DataPlane, InferenceRequest
 from service.errors import NotFound, Unavailable
 from service.models.config import CONFIG_FILE
-from service.models.registry import ModelRegistry
+from service.models.registry import SHADOWED_NAMES, ModelRegistry
 from service.models.version import State
 from service.runtimes.onnx import OnnxRuntime
 from service.settings import Settings
@@ -158,3 +159,25 @@ def test_a_serving_yaml_error_at_start_serves_with_the_defaults(tmp_path: Path) 
         await dp.registry.close()
 
     asyncio.run(main())
+
+
+def test_a_model_whose_name_a_route_takes_is_served_with_a_warning_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model named ``stats`` loads and serves; the log says where its V2 metadata is instead, once."""
+    write_scale_version(tmp_path, "stats", 1, 2.0)
+    write_scale_version(tmp_path, "m", 1, 1.0)
+
+    async def main() -> None:
+        dp = plane(tmp_path)
+        with caplog.at_level(logging.WARNING, logger="service.models"):
+            await dp.registry.start()
+            await dp.registry.sync()
+        answer = await dp.infer(InferenceRequest("stats", {None: np.ones((1, 4), np.float32)}, "test"))
+        assert answer.version == 1
+        await dp.registry.close()
+
+    asyncio.run(main())
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model ")]
+    assert named == [f"model stats: {SHADOWED_NAMES['stats']}"], named  # once, and not for model m
+    assert "/v2/models/stats/versions/<version>" in named[0]
