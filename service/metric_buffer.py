@@ -15,6 +15,8 @@ gRPC paths) and for metric types this does not know, writes go straight through.
 A flush of memory-mapped values takes their class's lock and checks for a fork once for the whole
 table, not once per value (``inc`` does both every time: 18 values, one request's, cost 21-25 µs one
 by one and 7-9 µs together); values of any other class are written with their own ``inc``.
+
+:class:`LatestTime` does the same for a gauge of when something last happened: one write per interval.
 """
 
 from __future__ import annotations
@@ -166,3 +168,37 @@ def buffered(child: Any) -> Any:
     if known and not getattr(child, "_is_most_recent", False):
         return BufferedValue(child)
     return child
+
+
+class LatestTime:
+    """A gauge of when something last happened (Unix time), written at most once per ``interval_s``:
+    at once when the previous write is older than that (a lone event is visible immediately), else
+    once at the end of the interval with the latest time by then. A write to the shared metric file
+    costs ~2 µs; at thousands of events a second this is one write per interval, and the value is never
+    more than ``interval_s`` behind. :meth:`note` runs on an event loop."""
+
+    __slots__ = ("_due", "_gauge", "_interval_s", "_latest", "_written_at")
+
+    def __init__(self, gauge: Any, interval_s: float) -> None:
+        self._gauge = gauge
+        self._interval_s = interval_s
+        self._latest = 0.0
+        self._written_at = -interval_s
+        self._due = False
+
+    def note(self, now: float) -> None:
+        """Something happened at ``now`` (``time.time()``)."""
+        self._latest = now
+        if self._due:
+            return
+        wait_s = self._written_at + self._interval_s - now
+        if wait_s <= 0:
+            self._write()
+        else:  # (at most one interval, should the clock have stepped back)
+            self._due = True
+            asyncio.get_running_loop().call_later(min(wait_s, self._interval_s), self._write)
+
+    def _write(self) -> None:
+        self._due = False
+        self._written_at = self._latest
+        self._gauge.set(self._latest)

@@ -29,7 +29,9 @@ def _collected() -> Iterable[Metric]:
 
 def totals(names: Iterable[str]) -> dict[Key, float]:
     """The sum of every sample named in ``names`` (``serving_batch_size_sum``, ...) per model, version and
-    outcome, over the other labels (protocol, code) and the workers; samples of no version are left out."""
+    outcome, over the other labels (protocol, code) and the workers; samples of no version are left out.
+    A gauge's workers are already reduced by its multiprocess mode (``max``: the largest) when it has no
+    other label, so its total is that value."""
     wanted = frozenset(names)
     summed: dict[Key, float] = defaultdict(float)
     for metric in _collected():

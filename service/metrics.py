@@ -73,6 +73,13 @@ class Metrics:
         self.batch_size = Histogram(
             "serving_batch_size", "Rows per runtime call after merging requests.", mv, buckets=BATCH_BUCKETS
         )
+        self.last_inference = Gauge(
+            "serving_last_inference_timestamp_seconds",
+            "Unix time at which the version's latest runtime call ended, written at once or within 10 ms "
+            "(0: none yet; the latest over the workers).",
+            mv,
+            multiprocess_mode="max",
+        )
         self.inflight = Gauge(
             "serving_inflight_requests", "Requests being processed now.", mvp, multiprocess_mode="livesum"
         )

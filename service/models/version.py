@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, time
 
 import numpy as np
 from pydantic import ValidationError
 
 from service.batching import Batcher
+from service.metric_buffer import LatestTime
 from service.metrics import get_metrics
 from service.models.config import ModelSettings
 from service.runtimes.base import PLATFORMS, ArtifactError, Runtime
@@ -28,6 +29,9 @@ from service.runtimes.providers import ProviderOptions
 from service.schema import ModelMetadata
 
 log = logging.getLogger("service.models")
+
+LAST_INFERENCE_INTERVAL_S = 0.01
+"""The most often a version's latest runtime call is written to the shared metrics (:class:`LatestTime`)."""
 
 
 class State(StrEnum):
@@ -147,17 +151,21 @@ class ServedVersion:
         )
 
     def _batch_observer(self, budget_s: float) -> Callable[[int], None]:
-        """What the batcher calls after each runtime call: the batch's rows into ``serving_batch_size``,
-        and its admission threshold (``budget_s`` at first) into ``serving_admission_threshold_seconds``
-        when it has moved."""
+        """What the batcher calls after each runtime call (on the event loop): the batch's rows into
+        ``serving_batch_size``, the time into ``serving_last_inference_timestamp_seconds`` (at most one
+        write per :data:`LAST_INFERENCE_INTERVAL_S`), and the admission threshold (``budget_s`` at first)
+        into ``serving_admission_threshold_seconds`` when it has moved."""
         metrics = get_metrics()
-        batch_size = metrics.bound(metrics.batch_size, self.name, str(self.version))
-        threshold = metrics.admission_threshold.labels(self.name, str(self.version))
+        labels = (self.name, str(self.version))
+        batch_size = metrics.bound(metrics.batch_size, *labels)
+        last_inference = LatestTime(metrics.last_inference.labels(*labels), LAST_INFERENCE_INTERVAL_S)
+        threshold = metrics.admission_threshold.labels(*labels)
         threshold.set(budget_s)
         written = [budget_s]
 
         def observe(rows: int) -> None:
             batch_size.observe(rows)
+            last_inference.note(time())
             if self.batcher is not None and self.batcher.admit_at_s != written[0]:
                 written[0] = self.batcher.admit_at_s
                 threshold.set(written[0])

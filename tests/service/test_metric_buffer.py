@@ -214,3 +214,34 @@ def test_values_of_other_classes_are_written_by_their_own_inc() -> None:
     assert metric_buffer._bulk_of(type(counter.labels("d")._value)) is None  # single-process values
     metric_buffer._flush({counter.labels("d")._value: 2.0, gauge.labels("d")._value: -1.0})
     assert sample(registry, "c_total", k="d") == 2.0 and sample(registry, "g", k="d") == -1.0
+
+
+class _Recorded:
+    """A gauge child that remembers what was set (what :class:`LatestTime` writes, and when)."""
+
+    def __init__(self) -> None:
+        self.sets: list[float] = []
+
+    def set(self, value: float) -> None:
+        self.sets.append(value)
+
+
+def test_latest_time_writes_a_lone_event_at_once_and_a_burst_once_per_interval() -> None:
+    gauge = _Recorded()
+    latest = metric_buffer.LatestTime(gauge, interval_s=0.05)
+
+    async def main() -> None:
+        latest.note(100.0)
+        assert gauge.sets == [100.0]  # a lone event: visible at once
+        latest.note(100.01)
+        latest.note(100.02)
+        assert gauge.sets == [100.0]  # within the interval: one write at its end ...
+        await asyncio.sleep(0.1)
+        assert gauge.sets == [100.0, 100.02]  # ... with the latest time by then
+        latest.note(100.5)
+        assert gauge.sets[-1] == 100.5  # the last write is an interval old: at once again
+        latest.note(50.0)  # the clock stepped back: written within one interval all the same
+        await asyncio.sleep(0.1)
+        assert gauge.sets == [100.0, 100.02, 100.5, 50.0]
+
+    asyncio.run(main())

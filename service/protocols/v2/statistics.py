@@ -10,11 +10,13 @@ same figures:
   and the rest of ``serving_request_duration_seconds``;
 - ``queue`` and ``compute_infer``: the requests that ran, with their wait for a batch and the runtime
   time of the batch each ran in (``serving_queue_duration_seconds``, ``serving_compute_duration_seconds``);
-- ``inference_count`` (rows) and ``execution_count`` (runtime calls) from ``serving_batch_size``.
+- ``inference_count`` (rows) and ``execution_count`` (runtime calls) from ``serving_batch_size``;
+- ``last_inference``: milliseconds since the epoch at the end of the latest runtime call on any worker
+  (``serving_last_inference_timestamp_seconds``), 0 before the first.
 
 Not recorded, so zero: ``compute_input`` / ``compute_output`` (decoding and encoding happen in the
-protocol adapters, outside the version's time), the cache (there is none), ``last_inference``, and
-``batch_stats`` is empty (the batch-size histogram has buckets, not sizes).
+protocol adapters, outside the version's time) and the cache (there is none); ``batch_stats`` is empty
+(the batch-size histogram has buckets, not sizes).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ NAMES = (
     "serving_compute_duration_seconds_sum",
     "serving_batch_size_count",
     "serving_batch_size_sum",
+    "serving_last_inference_timestamp_seconds",
 )
 _NONE = {"count": 0, "ns": 0}
 
@@ -67,7 +70,7 @@ def _version_stats(summed: dict[Key, float], name: str, version: str) -> dict[st
     return {
         "name": name,
         "version": version,
-        "last_inference": 0,
+        "last_inference": round(total("serving_last_inference_timestamp_seconds") * 1000),
         "inference_count": round(total("serving_batch_size_sum")),
         "execution_count": round(total("serving_batch_size_count")),
         "inference_stats": {

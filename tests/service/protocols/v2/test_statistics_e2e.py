@@ -1,10 +1,12 @@
 """Triton's statistics extension against a real two-worker server, through tritonclient over HTTP and
 gRPC: after a known mix of answered and failed requests, spread over both workers by one connection
-each, every statistics answer (whichever worker gives it) counts all of them; the figures agree with
-each other (rows, runtime calls, queue and compute counts) and across transports; unknown names 404."""
+each, every statistics answer (whichever worker gives it) counts all of them and has the latest runtime
+call of each version; the figures agree with each other (rows, runtime calls, queue and compute counts)
+and across transports; unknown names 404."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +43,7 @@ def stats_of(server: Server, path: str = "/v2/models/stats") -> dict[tuple[str, 
 def test_every_worker_counts_every_workers_requests(server: Server) -> None:
     before = stats_of(server)
     assert set(before) == {("broken", "1"), ("m", "1"), ("m", "2")}
+    started_ms = time.time() * 1000
     x = [[1.0, 2.0, 3.0, 4.0]] * ROWS_V1
     for _ in range(ANSWERED_V1):  # a connection each: the kernel spreads them over both workers
         body = {"inputs": [{"name": "x", "shape": [ROWS_V1, 4], "datatype": "FP32", "data": x}]}
@@ -64,6 +67,11 @@ def test_every_worker_counts_every_workers_requests(server: Server) -> None:
         assert v2["success"]["count"] == ANSWERED_V2 and v2["fail"]["count"] == FAILED_V2
         assert v2["fail"]["ns"] > 0 and v2["inference_count"] == ANSWERED_V2
         assert delta["broken", "1"]["success"]["count"] == 0
+        # the latest runtime call of each version, whichever worker ran it (m 2's came last); never for
+        # the version that did not load
+        assert started_ms - 1 <= after["m", "1"]["last_inference"] <= after["m", "2"]["last_inference"]
+        assert after["m", "2"]["last_inference"] <= time.time() * 1000 + 1
+        assert after["broken", "1"]["last_inference"] == 0
 
 
 def _minus(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
