@@ -25,6 +25,9 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 ERROR_BUCKETS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+LAST_INFERENCE_INTERVAL_S = 0.01
+"""The most often a version's latest runtime call is written to ``serving_last_inference_timestamp_seconds``
+(:class:`service.metric_buffer.LatestTime`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,8 @@ class Metrics:
         )
         self.last_inference = Gauge(
             "serving_last_inference_timestamp_seconds",
-            "Unix time at which the version's latest runtime call ended, written at once or within 10 ms "
-            "(0: none yet; the latest over the workers).",
+            "Unix time at which the version's latest runtime call ended, written at once or within "
+            f"{LAST_INFERENCE_INTERVAL_S * 1000:g} ms (0: none yet; the latest over the workers).",
             mv,
             multiprocess_mode="max",
         )

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from service.batching import Batcher
 from service.metric_buffer import LatestTime
-from service.metrics import get_metrics
+from service.metrics import LAST_INFERENCE_INTERVAL_S, get_metrics
 from service.models.config import ModelSettings
 from service.runtimes.base import PLATFORMS, ArtifactError, Runtime
 from service.runtimes.factory import create_runtime
@@ -29,9 +29,6 @@ from service.runtimes.providers import ProviderOptions
 from service.schema import ModelMetadata
 
 log = logging.getLogger("service.models")
-
-LAST_INFERENCE_INTERVAL_S = 0.01
-"""The most often a version's latest runtime call is written to the shared metrics (:class:`LatestTime`)."""
 
 
 class State(StrEnum):
@@ -153,7 +150,7 @@ class ServedVersion:
     def _batch_observer(self, budget_s: float) -> Callable[[int], None]:
         """What the batcher calls after each runtime call (on the event loop): the batch's rows into
         ``serving_batch_size``, the time into ``serving_last_inference_timestamp_seconds`` (at most one
-        write per :data:`LAST_INFERENCE_INTERVAL_S`), and the admission threshold (``budget_s`` at first)
+        write per :data:`service.metrics.LAST_INFERENCE_INTERVAL_S`), and the admission threshold (``budget_s`` at first)
         into ``serving_admission_threshold_seconds`` when it has moved."""
         metrics = get_metrics()
         labels = (self.name, str(self.version))
