@@ -42,6 +42,8 @@ class ModelRegistry:
         self._poller: asyncio.Task[None] | None = None
         self.on_sync: list[Callable[[], None]] = []
         """Called after every pass (``serving.yaml`` may have changed): model operations reconfigure."""
+        self._unserved: set[str] = set()
+        """Models none of whose selected versions is ready (warned about once, not at every pass)."""
 
     # ----- lookups -------------------------------------------------------------------------------
     def policy(self, name: str) -> ModelPolicy:
@@ -148,13 +150,25 @@ class ModelRegistry:
         for name, entries in self.models.items():
             keep = wanted.get(name, {})
             if keep and not any(entries[v].state is State.READY for v in keep):
-                log.warning("model %s: no newly selected version loaded; keeping the old ones", name)
+                self._warn_unserved(name, sorted(keep))
                 continue
+            self._unserved.discard(name)
             for version, sv in entries.items():
                 if version not in keep and sv.state in (State.READY, State.FAILED):
                     self._spawn(sv.retire())
         for listener in self.on_sync:
             listener()
+
+    def _warn_unserved(self, name: str, selected: list[int]) -> None:
+        """Once, until one of them is ready: none of the model's selected versions loaded."""
+        if name in self._unserved:
+            return
+        self._unserved.add(name)
+        older = [
+            v for v, sv in sorted(self.models[name].items()) if v not in selected and sv.state is State.READY
+        ]
+        kept = f"keeping version(s) {older}" if older else "it has no version to serve until one loads"
+        log.warning("model %s: none of its selected versions %s loaded; %s", name, selected, kept)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -185,3 +185,46 @@ def test_a_model_whose_name_a_route_takes_is_served_with_a_warning_once(
     ]
     assert named == [f"model stats: {SHADOWED_NAMES['stats']}"], named  # once, and not for model m
     assert "/v2/models/stats/versions/<version>" in named[0]
+
+
+def test_a_selected_version_that_fails_is_warned_about_once_per_failure_not_at_every_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The repository is polled every few seconds: the warning that the newest version did not load (and
+    which older one still serves) comes once, and again only for a later failure after a recovery."""
+    write_scale_version(tmp_path, "m", 1, 1.0)
+    original = OnnxRuntime.predict
+
+    def failing_predict(self: OnnxRuntime, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.directory.name in ("2", "4"):
+            raise RuntimeError("warm-up exploded")
+        return original(self, inputs)
+
+    monkeypatch.setattr(OnnxRuntime, "predict", failing_predict)
+
+    async def main() -> None:
+        dp = plane(tmp_path)
+        with caplog.at_level(logging.WARNING, logger="service.models"):
+            await dp.registry.start()
+            write_scale_version(tmp_path, "m", 2, 2.0)
+            for _ in range(4):
+                await dp.registry.sync()
+            assert (await dp.infer(req())).version == 1
+            write_scale_version(tmp_path, "m", 3, 3.0)  # recovers: 3 loads, 1 and 2 retire
+            await dp.registry.sync()
+            assert (await dp.infer(req())).version == 3
+            write_scale_version(tmp_path, "m", 4, 4.0)
+            for _ in range(3):
+                await dp.registry.sync()
+        await dp.registry.close()
+
+    asyncio.run(main())
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "selected" in r.getMessage()
+    ]
+    assert warned == [
+        "model m: none of its selected versions [2] loaded; keeping version(s) [1]",
+        "model m: none of its selected versions [4] loaded; keeping version(s) [3]",
+    ], warned
