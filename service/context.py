@@ -54,12 +54,18 @@ class Call:
     request_id: str
     route_key: str | None = None
     """The sticky routing key (the ``sticky_header`` setting's header): the same key, the same variant."""
+    model: str | None = None
+    """Set by the data plane: the model that answered (the request log names it)."""
     version: int | None = None
     """Set by the data plane: the model version that answered."""
     variant: str | None = None
     """Set by the traffic split (:mod:`service.ops.traffic`): the variant (label or version) it chose."""
     trace: Trace | None = None
     """The request's spans (:mod:`service.tracing`) while tracing is on; ``None`` otherwise."""
+    error: str | None = None
+    """The message of the error the request was answered with (the request log writes it)."""
+    status: int | None = None
+    """The HTTP status of the answer, once it started (the request log writes it)."""
 
     def echo(self) -> tuple[tuple[str, str], ...]:
         """What every answer carries back (lower-case names): the request id, and the version that

@@ -137,7 +137,7 @@ class DataPlane:
             sv = self.registry.resolve(request.model, request.version, request.label)
             version_label = str(sv.version)
             if call is not None:
-                call.version = sv.version
+                call.model, call.version = sv.name, sv.version
             series = metrics.request_series(sv.name, version_label, request.protocol)
             sv.acquire()
             series.inflight.inc()

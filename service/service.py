@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 from pydantic import Field
 
-from service import tracing
+from service import server_log, tracing
 from service.bento import endpoints
 from service.bento.accept import patch_accept
 from service.bento.app import build_app
@@ -33,7 +33,7 @@ from service.bento.patches import (
     wrap_service,
 )
 from service.bento.security import access_policy, gated, install_gate, tls_config
-from service.bento.workers import ServerReadiness, first_start
+from service.bento.workers import ServerReadiness, first_start, server_folder
 from service.dataplane import DataPlane
 from service.metrics import get_metrics
 from service.models.registry import ModelRegistry
@@ -55,6 +55,7 @@ install_drain(drain)  # SIGTERM in a worker: drain for up to settings.drain_s, t
 readiness = ServerReadiness(settings.workers)  # /readyz: ready once every worker has loaded
 log = logging.getLogger("service")
 log.setLevel(logging.INFO)  # model lifecycle events (loaded, failed, unloaded) belong in the server log
+log_control = server_log.configure(settings.log_verbose_level, server_folder())  # Triton's log settings
 
 
 @bentoml.service(
@@ -98,6 +99,7 @@ class ModelServer:
         app.state.dataplane = DataPlane(self.registry)
         app.state.dataplane.others_ready = readiness
         self._start: asyncio.Task[None] | None = None
+        self._log_follow: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
 
     @bentoml.on_startup
@@ -112,6 +114,9 @@ class ModelServer:
             readiness.mark_ready()
 
         report_patches(get_metrics().bentoml_patch)
+        self._log_follow = asyncio.get_running_loop().create_task(
+            log_control.follow()
+        )  # other workers' changes
         tracing.configure(settings)  # our spans, in this worker (BentoML's own tracing stays at rate 0)
         restarted = not first_start(settings.workers)
         if restarted:
@@ -124,8 +129,9 @@ class ModelServer:
 
     @bentoml.on_shutdown
     async def stop_models(self) -> None:
-        if self._start is not None:
-            self._start.cancel()
+        for task in (self._start, self._log_follow):
+            if task is not None:
+                task.cancel()
         await stop_grpc(self._grpc)
         await self.registry.close()
         await asyncio.to_thread(tracing.shutdown)  # export the spans still queued (2 s at most)

@@ -253,6 +253,13 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="BentoML access log (costs ~10 % throughput; turns the fast lane off)."
     )
+    log_verbose_level: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Start value of Triton's log_verbose_level (changed at run time by POST /v2/logging "
+        "or gRPC LogSettings): 1 and more write our debug lines, one per answered request among them.",
+    )
     reuse_port: bool = Field(
         True,
         description="One HTTP listening socket per worker (SO_REUSEPORT) so connections spread over the "

@@ -2,7 +2,8 @@
 
 Each worker leaves markers in a folder of the temporary directory named after its parent (the
 ``bentoml serve`` process, by pid and start time): ``worker-<id>`` when it starts, ``ready-<id>`` once it
-has loaded the repository for the first time.
+has loaded the repository for the first time (:func:`server_folder`; the log settings that every
+worker follows are kept there too, :mod:`service.server_log`).
 
 - :func:`first_start` tells a worker whether it is a restart after a crash: a restarted worker loads its
   models before it listens, so new connections keep going to the workers that are ready while it loads.
@@ -40,6 +41,11 @@ def _folder() -> Path:
     except psutil.Error:
         return Path(tempfile.gettempdir()) / f"keras-serving-{parent}"
     return Path(tempfile.gettempdir()) / f"keras-serving-{parent}-{started}"
+
+
+def server_folder() -> Path | None:
+    """The folder every worker of this ``bentoml serve`` shares (``None`` outside BentoML's workers)."""
+    return None if _worker_id() is None else _folder()
 
 
 def first_start(workers: int) -> bool:

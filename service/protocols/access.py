@@ -2,11 +2,12 @@
 
 Two scopes, independent of each other (a token may carry both):
 
-* ``inference``: every route of the protocols (``/v1/...``, ``/v2...``: predict/infer, feedback, model lists,
-  metadata, status, model readiness, the OpenAPI document), the service's typed BentoML endpoints
-  (``POST /predict``, ``POST /models``) and every gRPC method except the two health calls (``ServerLive``,
-  ``ServerReady``).
-* ``admin``: ``/metrics`` and the health routes when they are protected (``SERVING_PROTECT_METRICS``,
+* ``inference``: every route of the protocols (``/v1/...``, ``/v2...``: predict/infer, feedback, model
+  lists, metadata, status, model readiness, the OpenAPI document) but the log settings, the service's
+  typed BentoML endpoints (``POST /predict``, ``POST /models``) and every gRPC method except the two
+  health calls (``ServerLive``, ``ServerReady``) and ``LogSettings``.
+* ``admin``: the server's log settings (``/v2/logging``, gRPC ``LogSettings``: they change every worker),
+  ``/metrics`` and the health routes when they are protected (``SERVING_PROTECT_METRICS``,
   ``SERVING_PROTECT_HEALTH``), and every other path: the docs (``/docs``, its files, ``/docs.json``),
   BentoML's index page and anything not listed here.
 
@@ -40,6 +41,8 @@ BENTOML_API_PATHS = frozenset(BENTOML_API.values())
 GRPC_HEALTH = frozenset(
     {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
 )
+ADMIN_PATHS = frozenset({"/v2/logging"})
+GRPC_ADMIN = frozenset({"/inference.GRPCInferenceService/LogSettings"})
 
 Grant = tuple[bytes, frozenset[str]]
 """A token's sha256 digest and the scopes it grants."""
@@ -93,6 +96,8 @@ class AccessPolicy:
             return "admin" if self.protect_health else None
         if path == METRICS_PATH:
             return "admin" if self.protect_metrics else None
+        if path in ADMIN_PATHS:
+            return "admin"
         if is_ours(path):
             return None if api_of(path) == "ui" else "inference"
         return "inference" if path in BENTOML_API_PATHS else "admin"
@@ -101,7 +106,7 @@ class AccessPolicy:
         """The scope a gRPC method (``/package.Service/Method``) needs, or ``None`` when it is open."""
         if method in GRPC_HEALTH:
             return "admin" if self.protect_health else None
-        return "inference"
+        return "admin" if method in GRPC_ADMIN else "inference"
 
     def scopes_of(self, token: str) -> frozenset[str]:
         """Every scope the token grants (empty for an unknown token); constant time per known digest."""

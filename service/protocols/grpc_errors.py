@@ -1,13 +1,16 @@
 """What the gRPC adapters share: how a :class:`ServingError` becomes a gRPC status (:func:`abort`, the one
 place, used by every method), the call's deadline as the data plane takes it, and the call context
 (``x-request-id`` in, ``x-request-id`` and ``x-model-version`` out as trailing metadata, errors included);
-with tracing on, the inference methods' ``ingress`` span (``traceparent`` in, ``x-trace-id`` out)."""
+with tracing on, the inference methods' ``ingress`` span (``traceparent`` in, ``x-trace-id`` out); with
+``log_verbose_level`` 1 or more, each call's request log line (:mod:`service.server_log`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
+from logging import DEBUG
+from time import perf_counter
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +18,7 @@ import grpc
 from service import context, tracing
 from service.errors import ClientGone, InternalError, ServingError
 from service.protocols.common import deadline_after
+from service.server_log import REQUESTS, log_request
 from service.settings import get_settings
 
 log = logging.getLogger("service.grpc")
@@ -74,27 +78,36 @@ def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable
     """Map :class:`ServingError` to its gRPC status; anything else to INTERNAL without internals."""
     traced = method.__name__ in TRACED
 
+    name = method.__name__
+
     @wraps(method)
     async def wrapper(self: Any, request: Any, grpc_context: grpc.aio.ServicerContext) -> R:
         call = trace = None
+        logged_from = perf_counter() if REQUESTS.isEnabledFor(DEBUG) else None  # the request log is on
         try:
             call = open_call(grpc_context)
             if traced and tracing.tracer is not None:
-                trace = _trace(tracing.tracer, call, grpc_context, method.__name__)
+                trace = _trace(tracing.tracer, call, grpc_context, name)
             response = await method(self, request, grpc_context)
             echo = _echo(call) if trace is None else (*_echo(call), *_traced(trace, None))
             grpc_context.set_trailing_metadata(echo)
+            if logged_from is not None:
+                log_request("gRPC", name, "OK", perf_counter() - logged_from, call)
             return response
         except ServingError as exc:
             error = exc
         except Exception:
-            log.exception("unhandled error in %s", method.__name__)
+            log.exception("unhandled error in %s", name)
             error = InternalError()
         except BaseException:  # cancelled: the client went away
             if trace is not None:
                 _traced(trace, ClientGone("cancelled"))
+            if logged_from is not None:
+                log_request("gRPC", name, "CANCELLED", perf_counter() - logged_from, call)
             raise
         echo = _echo(call) if trace is None else (*_echo(call), *_traced(trace, error))
+        if logged_from is not None:
+            log_request("gRPC", name, error.grpc_code, perf_counter() - logged_from, call, error.message)
         await abort(grpc_context, error, echo)
         raise AssertionError("unreachable: abort raises")
 

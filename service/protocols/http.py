@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service import context
 from service.dataplane import DataPlane
 from service.errors import ClientGone, InternalError, InvalidInput, NotFound, PayloadTooLarge, ServingError
 from service.protocols.common import deadline_after, parse_timeout
@@ -37,7 +38,11 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(error: ServingError, body: ErrorBody = ServingError.body) -> Response:
-    """The error as JSON with its status and headers; ``body`` shapes the JSON (default: all details)."""
+    """The error as JSON with its status and headers; ``body`` shapes the JSON (default: all details).
+    The request's call keeps the message (for the request log)."""
+    call = context.current()
+    if call is not None:
+        call.error = error.message
     return json_response(body(error), error.http_status, error.headers())
 
 

@@ -185,6 +185,13 @@ def _compat_paths(catalog: Catalog, limits: Limits) -> dict[str, Any]:
         "tags": v2, "summary": "Every known model version and its state (ready ones only with ready: true)",
         "requestBody": {"required": False, "content": {"application/json": {"schema": index_body}}},
         "responses": {**ok, "400": errors["400"]}}}  # fmt: skip
+    settings = {"type": "object", "additionalProperties": {"type": ["boolean", "integer", "string", "null"]},
+                "example": {"log_verbose_level": 1}}  # fmt: skip
+    paths["/v2/logging"] = {
+        "get": {"tags": v2, "summary": "Log settings (Triton's logging extension; admin scope)", "responses": ok},
+        "post": {"tags": v2, "summary": "Change log settings in every worker (null: back to the start value)",
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": settings}}},
+                 "responses": {**ok, "400": errors["400"]}}}  # fmt: skip
     name = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
     for action in ("load", "unload"):
         paths[f"/v2/repository/models/{{model}}/{action}"] = {"post": {

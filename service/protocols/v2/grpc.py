@@ -16,6 +16,7 @@ from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.grpc_errors import deadline_of, grpc_guarded
 from service.protocols.v2.classification import answer_outputs, grpc_class_counts
 from service.protocols.v2.codec import decode_grpc_inputs, fill_grpc_outputs, grpc_timeout_s
+from service.protocols.v2.log_settings import grpc_changes, grpc_response, log_settings, update_log_settings
 from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
 from service.protocols.v2.statistics import model_statistics, targets
@@ -25,7 +26,8 @@ PROTOCOL = "v2_grpc"
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer; ModelConfig,
-    ModelStatistics, RepositoryIndex and (refused) RepositoryModelLoad / Unload of Triton's extensions."""
+    ModelStatistics, RepositoryIndex, LogSettings and (refused) RepositoryModelLoad / Unload of Triton's
+    extensions."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
@@ -81,6 +83,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     @grpc_guarded
     async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         raise refuse_control(self.dataplane, "unload", request.model_name)
+
+    @grpc_guarded
+    async def LogSettings(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        changes = grpc_changes(request)  # none: a read
+        if not changes:
+            return grpc_response(log_settings())
+        return grpc_response(await asyncio.to_thread(update_log_settings, changes))
 
     @grpc_guarded
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

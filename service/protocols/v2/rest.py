@@ -1,7 +1,7 @@
 """KServe V2 / Open Inference Protocol over REST (``/v2/...``), JSON and binary tensor extension, and
 Triton's model configuration, repository (:mod:`service.protocols.v2.repository`), statistics
-(:mod:`service.protocols.v2.statistics`) and classification (:mod:`service.protocols.v2.classification`)
-extensions."""
+(:mod:`service.protocols.v2.statistics`), classification (:mod:`service.protocols.v2.classification`)
+and logging (:mod:`service.protocols.v2.log_settings`) extensions."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from service.protocols.v2.codec import (
     split_body,
     timeout_s,
 )
+from service.protocols.v2.log_settings import log_settings, update_log_settings
 from service.protocols.v2.repository import model_config, refuse_control, repository_index
 from service.protocols.v2.spec import model_metadata, server_metadata
 from service.protocols.v2.statistics import model_statistics, targets
@@ -94,6 +95,16 @@ async def control(request: Request) -> Response:
 
 
 @guarded
+async def logging_settings(request: Request) -> Response:
+    """Triton's log settings (GET), or changed in every worker (POST; a JSON object of the new values)."""
+    if request.method == "GET":
+        return json_response(log_settings())
+    body = await read_body(request)
+    changes = loads(body) if body.strip() else {}
+    return json_response(await asyncio.to_thread(update_log_settings, changes))
+
+
+@guarded
 async def infer(request: Request) -> Response:
     dataplane = dataplane_of(request)
     name, version = _target(request)
@@ -154,6 +165,7 @@ routes = [
     Route("/v2/models/{model}/versions/{version}/stats", statistics, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/config", config, methods=["GET"]),
     Route("/v2/repository/index", index, methods=["POST"]),
+    Route("/v2/logging", logging_settings, methods=["GET", "POST"]),
     Route("/v2/repository/models/{model}/load", control, methods=["POST"]),
     Route("/v2/repository/models/{model}/unload", control, methods=["POST"]),
 ]

@@ -22,6 +22,7 @@ EXTENSIONS = [
     "model_repository",
     "statistics",
     "classification",
+    "logging",
 ]
 
 DATATYPES: dict[str, np.dtype[Any]] = {

@@ -222,3 +222,21 @@ def test_v2_grpc_tokens(server: Server) -> None:
     assert client.is_server_live(headers=grpc_bearer(ADMIN)) and client.is_server_ready(
         headers=grpc_bearer(FILE_BOTH)
     )
+
+
+def test_log_settings_need_the_admin_scope(server: Server) -> None:
+    """Triton's logging extension changes every worker's log: REST and gRPC ask for the admin scope."""
+    http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    rpc = grpcclient.InferenceServerClient(server.v2_grpc)
+    for read, auth in ((http.get_log_settings, bearer), (rpc.get_log_settings, grpc_bearer)):
+        with pytest.raises(InferenceServerException, match="needs a bearer token with the 'admin' scope"):
+            read()
+        with pytest.raises(InferenceServerException, match="does not grant the 'admin' scope"):
+            read(headers=auth(FILE_INFER))
+    assert http.get_log_settings(headers=bearer(FILE_BOTH))["log_error"] is True
+    unchanged = {"log_error": True}  # the module's other tests share this server
+    assert http.update_log_settings(unchanged, headers=bearer(FILE_BOTH))["log_error"] is True
+    answer = rpc.update_log_settings(unchanged, headers=grpc_bearer(FILE_BOTH), as_json=True)
+    assert answer["settings"]["log_error"] == {"bool_param": True}
+    with pytest.raises(InferenceServerException, match="does not grant the 'admin' scope"):
+        rpc.update_log_settings(unchanged, headers=grpc_bearer(FILE_INFER))

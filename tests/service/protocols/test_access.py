@@ -48,6 +48,7 @@ def bearer(token: str) -> dict[str, str]:
         ("/v2", "inference", "inference"),
         ("/v2/models/m/ready", "inference", "inference"),
         ("/v2/models/m/versions/1/infer", "inference", "inference"),
+        ("/v2/logging", "admin", "admin"),  # changes every worker's log settings
         ("/livez", None, "admin"),
         ("/healthz", None, "admin"),
         ("/readyz", None, "admin"),
@@ -82,6 +83,7 @@ def test_grpc_scopes() -> None:
         "/inference.GRPCInferenceService/ServerReady",
     ):
         assert policy.grpc_scope(method) is None and protected.grpc_scope(method) == "admin"
+    assert policy.grpc_scope("/inference.GRPCInferenceService/LogSettings") == "admin"
 
 
 def test_check_answers_401_and_403_with_bearer_challenges() -> None:
