@@ -26,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -132,6 +133,7 @@ class LogControl:
         """The level of our loggers while verbose lines are off (the one they had before)."""
         self._gate = _Gate(self)
         self._seen: tuple[int, int] | None = None  # (inode, mtime) of the file last read
+        self._mutex = threading.RLock()  # a change (on a thread) and a look (on the loop) one at a time
         self._apply(defaults)
         self.sync()
 
@@ -143,7 +145,7 @@ class LogControl:
     def update(self, changes: Mapping[str, Any]) -> LogSettings:
         """Change the settings of every worker; returns them. Changes of two workers at once are
         applied one after the other (the file is locked while one is read, changed and written)."""
-        with self._locked():
+        with self._mutex, self._locked():
             self.sync()
             old = self.current
             new = changed(old, changes, self.defaults)
@@ -163,17 +165,18 @@ class LogControl:
         self._install()
         if self.shared is None:
             return
-        stamp = self._stamp()
-        if stamp is None or stamp == self._seen:
-            return
-        self._seen = stamp
-        try:
-            document = json.loads(self.shared.read_text())
-            new = changed(self.defaults, document, self.defaults)
-        except (OSError, ValueError, InvalidInput) as exc:
-            log.warning("log settings in %s not applied: %s", self.shared, exc)
-            return
-        self._apply(new)
+        with self._mutex:
+            stamp = self._stamp()
+            if stamp is None or stamp == self._seen:
+                return
+            self._seen = stamp
+            try:
+                document = json.loads(self.shared.read_text())
+                new = changed(self.defaults, document, self.defaults)
+            except (OSError, ValueError, InvalidInput) as exc:
+                log.warning("log settings in %s not applied: %s", self.shared, exc)
+                return
+            self._apply(new)
 
     async def follow(self, interval_s: float = 0.5) -> None:
         """Keep this worker's settings equal to the shared file (runs until cancelled)."""

@@ -76,9 +76,8 @@ def _traced(trace: tracing.Trace, error: ServingError | None) -> tuple[tuple[str
 
 def grpc_guarded(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     """Map :class:`ServingError` to its gRPC status; anything else to INTERNAL without internals."""
-    traced = method.__name__ in TRACED
-
     name = method.__name__
+    traced = name in TRACED
 
     @wraps(method)
     async def wrapper(self: Any, request: Any, grpc_context: grpc.aio.ServicerContext) -> R:
