@@ -10,7 +10,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,6 @@ from tritonclient.utils import InferenceServerException
 
 from tests.server import Server
 from tests.service.bento.test_grpc_lifecycle_e2e import workers
-from tests.service.modelfactory import write_demo_repo
 
 pytestmark = pytest.mark.e2e
 DEFAULTS = {
@@ -37,14 +36,6 @@ REQUEST_LINE = re.compile(
     r"\[DEBUG\] \[[^\]]*:(\d+)\] (HTTP|gRPC) (\S+(?: \S+)?) (\S+) [\d.]+ ms request_id=(\S+)(.*)"
 )
 """A request log line: worker id, transport, what (method and path, or gRPC method), status, request id, rest."""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    repo = write_demo_repo(tmp_path_factory.mktemp("repo"))
-    log = tmp_path_factory.mktemp("logs") / "server.log"
-    with Server(repo, log, workers=2) as srv:
-        yield srv
 
 
 def full_log(server: Server) -> str:

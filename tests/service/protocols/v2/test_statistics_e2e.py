@@ -7,7 +7,6 @@ and across transports; unknown names 404."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,18 +19,9 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from tests.server import Server
-from tests.service.modelfactory import write_demo_repo
 
 pytestmark = pytest.mark.e2e
 ANSWERED_V1, ROWS_V1, ANSWERED_V2, FAILED_V2 = 24, 3, 16, 5
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    repo = write_demo_repo(tmp_path_factory.mktemp("repo"))
-    log = tmp_path_factory.mktemp("logs") / "server.log"
-    with Server(repo, log, workers=2) as srv:
-        yield srv
 
 
 def stats_of(server: Server, path: str = "/v2/models/stats") -> dict[tuple[str, str], dict[str, Any]]:
