@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     grpc_max_send_bytes: int = Field(
         64 * 1024 * 1024, ge=1, description="Largest gRPC response message (RESOURCE_EXHAUSTED above)."
     )
+    grpc_compression: Literal["none", "gzip", "deflate"] = Field(
+        "none",
+        description="Compression of both gRPC servers' answers (as Triton's "
+        "--grpc-infer-response-compression-level): smaller answers, more server CPU. Every client must "
+        "accept the algorithm (gRPC's C-core and Java clients do by default; Go needs its gzip package).",
+    )
     runtime: RuntimeName = Field("onnx", description="Default runtime for models without an override.")
     precision: Precision = Field(
         "fp32",

@@ -5,7 +5,12 @@ plane and batchers) and binds the configured ports with ``SO_REUSEPORT``: the ke
 connections over the workers, a restarted worker simply binds again, and shutdown drains in-flight
 calls for a grace period. With ``SERVING_TLS_CERTFILE``/``SERVING_TLS_KEYFILE`` the ports serve TLS only
 (``add_secure_port``); with access control on, every call passes
-:class:`service.protocols.grpc_access.AccessInterceptor`.
+:class:`service.protocols.grpc_access.AccessInterceptor`. With ``SERVING_GRPC_COMPRESSION`` (gzip or
+deflate) every answer is compressed with that algorithm. gRPC Python cannot pick one per call from the
+client's ``grpc-accept-encoding`` (the header does not reach the servicer, and a server algorithm is
+used as set), so a client that has the algorithm disabled fails with ``INTERNAL``; gRPC's C-core
+clients (Python, C++, tritonclient) and Java accept gzip and deflate by default. Requests compressed by a
+client are taken whatever the setting.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from service.protocols.v2 import grpc as v2_grpc
 from service.settings import Settings
 
 log = logging.getLogger("service.grpc")
+COMPRESSION = {
+    "none": grpc.Compression.NoCompression,
+    "gzip": grpc.Compression.Gzip,
+    "deflate": grpc.Compression.Deflate,
+}
+"""``SERVING_GRPC_COMPRESSION`` -> the algorithm the servers compress every answer with."""
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -43,6 +54,7 @@ async def start_grpc(
         return None
     server = grpc.aio.server(
         interceptors=[AccessInterceptor(policy)] if policy is not None else None,
+        compression=COMPRESSION[settings.grpc_compression],
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", settings.grpc_max_receive_bytes),
