@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.errors import InvalidInput
+from service.settings import get_settings
 
 if TYPE_CHECKING:
     from service.context import Call
@@ -186,22 +187,19 @@ class LogControl:
 
     def close(self) -> None:
         """Take the gate off the log handlers and our loggers back to their level."""
-        for name in HANDLERS_OF:
-            for handler in logging.getLogger(name).handlers:
-                handler.removeFilter(self._gate)
+        for handler in _handlers():
+            handler.removeFilter(self._gate)
         log.setLevel(self._base_level)
 
     def _apply(self, new: LogSettings) -> None:
         self.current = new
         log.setLevel(logging.DEBUG if new.log_verbose_level > 0 else self._base_level)
-        self._install()
 
     def _install(self) -> None:
         """The gate on every handler of the root and ``bentoml`` loggers (where every line is written)."""
-        for name in HANDLERS_OF:
-            for handler in logging.getLogger(name).handlers:
-                if self._gate not in handler.filters:
-                    handler.addFilter(self._gate)
+        for handler in _handlers():
+            if self._gate not in handler.filters:
+                handler.addFilter(self._gate)
 
     def _stamp(self) -> tuple[int, int] | None:
         assert self.shared is not None
@@ -225,6 +223,10 @@ class LogControl:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _handlers() -> list[logging.Handler]:
+    return [handler for name in HANDLERS_OF for handler in logging.getLogger(name).handlers]
+
+
 _control: LogControl | None = None
 
 
@@ -245,8 +247,6 @@ def get_log_control() -> LogControl:
     """The process's :class:`LogControl` (:func:`configure`; unshared with the settings' start value
     when nothing configured it)."""
     if _control is None:
-        from service.settings import get_settings
-
         return configure(get_settings().log_verbose_level, None)
     return _control
 

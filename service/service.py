@@ -114,9 +114,8 @@ class ModelServer:
             readiness.mark_ready()
 
         report_patches(get_metrics().bentoml_patch)
-        self._log_follow = asyncio.get_running_loop().create_task(
-            log_control.follow()
-        )  # other workers' changes
+        # the log settings other workers change
+        self._log_follow = asyncio.get_running_loop().create_task(log_control.follow())
         tracing.configure(settings)  # our spans, in this worker (BentoML's own tracing stays at rate 0)
         restarted = not first_start(settings.workers)
         if restarted:

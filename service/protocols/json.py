@@ -28,6 +28,11 @@ def loads(body: bytes | bytearray) -> Any:
         raise InvalidInput(f"malformed JSON: {exc}") from None
 
 
+def loads_or_empty(body: bytes | bytearray) -> Any:
+    """:func:`loads`, with an empty or blank body read as ``{}`` (routes whose body is optional)."""
+    return loads(body) if body.strip() else {}
+
+
 def loads_with_tensors(body: bytes | bytearray, is_tensor: IsTensor, limits: Limits = DEFAULT_LIMITS) -> Any:
     """:func:`loads`, with the arrays at the paths ``is_tensor`` accepts already NumPy arrays where
     :mod:`service.protocols.tensor_json` can prove the result is the same (``json_to_array`` passes

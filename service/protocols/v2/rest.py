@@ -18,7 +18,7 @@ from service.errors import InvalidInput
 from service.metrics import observe_payload
 from service.protocols.common import deadline_after, earliest, parse_version
 from service.protocols.http import client_watch, dataplane_of, deadline_of, guarded, json_response, read_body
-from service.protocols.json import loads
+from service.protocols.json import loads_or_empty
 from service.protocols.v2.classification import answer_outputs, class_counts
 from service.protocols.v2.codec import (
     decode_inputs,
@@ -80,7 +80,7 @@ async def statistics(request: Request) -> Response:
 async def index(request: Request) -> Response:
     """Every known version, or with ``{"ready": true}`` the ready ones (an empty body is ``{}``)."""
     body = await read_body(request)
-    payload = loads(body) if body.strip() else {}
+    payload = loads_or_empty(body)
     ready = payload.get("ready", False) if isinstance(payload, dict) else None
     if not isinstance(ready, bool):
         raise InvalidInput(f'the body must be {{}} or {{"ready": true|false}}, got {bytes(body[:200])!r}')
@@ -100,8 +100,7 @@ async def logging_settings(request: Request) -> Response:
     if request.method == "GET":
         return json_response(log_settings())
     body = await read_body(request)
-    changes = loads(body) if body.strip() else {}
-    return json_response(await asyncio.to_thread(update_log_settings, changes))
+    return json_response(await asyncio.to_thread(update_log_settings, loads_or_empty(body)))
 
 
 @guarded
