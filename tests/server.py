@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -110,6 +111,17 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+    def wait_for(self, what: str, check: Callable[[], object], timeout_s: float = 10.0) -> None:
+        """Poll ``check`` until it is true, for at most ``timeout_s`` seconds (the server's log on failure)."""
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"not true after {timeout_s}s: {what} (last: {last!r})\n{self.log()}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -51,16 +51,17 @@ def write_certificates(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def tfserving_predict_request() -> object:
-    """A TF Serving ``PredictRequest`` for model m with :data:`X` (built without TensorFlow)."""
+def tfserving_predict_request(x: np.ndarray = X) -> object:
+    """A TF Serving ``PredictRequest`` for model m with ``x`` (float32; :data:`X` unless given), built
+    without TensorFlow."""
     pb = tfserving_protos()
     request = pb.predict_pb2.PredictRequest()
     request.model_spec.name = "m"
     tensor = request.inputs["x"]
     tensor.dtype = pb.types_pb2.DT_FLOAT
-    for size in X.shape:
+    for size in x.shape:
         tensor.tensor_shape.dim.add(size=size)
-    tensor.tensor_content = X.tobytes()
+    tensor.tensor_content = x.tobytes()
     return request
 
 

@@ -18,6 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.protocols.tfserving.protos import tfserving_protos
 from tests.server import Server, free_port
+from tests.service.bento.security_helpers import tfserving_output, tfserving_predict_request
 from tests.service.modelfactory import write_scale_version
 
 pytestmark = pytest.mark.e2e
@@ -85,19 +86,12 @@ def answer_bytes(address: str, call: str) -> tuple[int, np.ndarray]:
             output = client.infer("m", [inp]).as_numpy("y")
             client.close()
         else:
-            pb = tfserving_protos()
-            request = pb.predict_pb2.PredictRequest()
-            request.model_spec.name = "m"
-            request.inputs["x"].dtype = pb.types_pb2.DT_FLOAT
-            for size in ROWS.shape:
-                request.inputs["x"].tensor_shape.dim.add(size=size)
-            request.inputs["x"].tensor_content = ROWS.tobytes()
+            request = tfserving_predict_request(ROWS)
             with grpc.insecure_channel(target) as channel:
-                stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                stub = tfserving_protos().prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 stub.Predict(request, timeout=10)
                 before = proxy.down
-                tensor = stub.Predict(request, timeout=10).outputs["y"]
-            output = np.frombuffer(tensor.tensor_content, np.float32).reshape(ROWS.shape)
+                output = tfserving_output(stub.Predict(request, timeout=10))
         return proxy.down - before, output
     finally:
         proxy.close()

@@ -68,24 +68,12 @@ def predict(server: Server, name: str, **address: Any) -> tuple[int, int | None]
     return 200, got["version"]
 
 
-def wait_for(server: Server, what: str, check: Callable[[], object]) -> None:
-    """Poll ``check`` until it is true, for at most :data:`DEADLINE_S` seconds."""
-    deadline = time.monotonic() + DEADLINE_S
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not true after {DEADLINE_S}s: {what} (last: {last!r})\n{server.log()}")
-
-
 def test_latest_2_serves_the_two_newest_and_specific_only_the_listed(server: Server) -> None:
     write_config(
         server.repo, "models:\n  latest2: {latest: 2}\n  specific: {policy: specific, versions: [1, 3]}\n"
     )
-    wait_for(server, "latest2 serves [2, 3]", lambda: served(server, "latest2") == [2, 3])
-    wait_for(server, "specific serves [1, 3]", lambda: served(server, "specific") == [1, 3])
+    server.wait_for("latest2 serves [2, 3]", lambda: served(server, "latest2") == [2, 3], DEADLINE_S)
+    server.wait_for("specific serves [1, 3]", lambda: served(server, "specific") == [1, 3], DEADLINE_S)
     assert predict(server, "latest2") == (200, 3)
     assert predict(server, "latest2", version=2) == (200, 2)
     assert predict(server, "latest2", version=1) == (404, None)
@@ -98,52 +86,52 @@ def test_latest_2_serves_the_two_newest_and_specific_only_the_listed(server: Ser
 
 def test_label_edits_take_effect_at_run_time(server: Server) -> None:
     write_config(server.repo, "models:\n  labelled: {policy: all, labels: {stable: 1}}\n")
-    wait_for(server, "all of labelled served", lambda: served(server, "labelled") == [1, 2, 3])
-    wait_for(server, "stable -> 1", lambda: predict(server, "labelled", label="stable") == (200, 1))
+    server.wait_for("all of labelled served", lambda: served(server, "labelled") == [1, 2, 3], DEADLINE_S)
+    server.wait_for("stable -> 1", lambda: predict(server, "labelled", label="stable") == (200, 1), DEADLINE_S)
     assert predict(server, "labelled", label="canary") == (404, None)
 
     write_config(server.repo, "models:\n  labelled: {policy: all, labels: {stable: 3, canary: 2}}\n")
-    wait_for(server, "stable -> 3", lambda: predict(server, "labelled", label="stable") == (200, 3))
+    server.wait_for("stable -> 3", lambda: predict(server, "labelled", label="stable") == (200, 3), DEADLINE_S)
     assert predict(server, "labelled", label="canary") == (200, 2)
     assert listing(server)["labelled"]["labels"] == {"stable": 3, "canary": 2}
     assert predict(server, "labelled") == (200, 3)  # the default is still the newest
 
     write_config(server.repo, "models:\n  labelled: {policy: all, labels: {canary: 1}}\n")
-    wait_for(server, "stable removed", lambda: predict(server, "labelled", label="stable") == (404, None))
+    server.wait_for("stable removed", lambda: predict(server, "labelled", label="stable") == (404, None), DEADLINE_S)
     assert predict(server, "labelled", label="canary") == (200, 1)
     assert served(server, "labelled") == [1, 2, 3]
 
 
 def test_policy_switches_at_run_time(server: Server) -> None:
     write_config(server.repo, "models:\n  switch: {policy: latest}\n")
-    wait_for(server, "switch serves [3]", lambda: served(server, "switch") == [3])
+    server.wait_for("switch serves [3]", lambda: served(server, "switch") == [3], DEADLINE_S)
 
     write_config(server.repo, "models:\n  switch: {policy: specific, versions: [1, 2]}\n")
-    wait_for(server, "switch serves [1, 2]", lambda: served(server, "switch") == [1, 2])
+    server.wait_for("switch serves [1, 2]", lambda: served(server, "switch") == [1, 2], DEADLINE_S)
     assert predict(server, "switch") == (200, 2)
     assert predict(server, "switch", version=1) == (200, 1)
-    wait_for(server, "version 3 gone", lambda: predict(server, "switch", version=3) == (404, None))
+    server.wait_for("version 3 gone", lambda: predict(server, "switch", version=3) == (404, None), DEADLINE_S)
 
     write_config(server.repo, "models:\n  switch: {policy: latest, latest: 1}\n")
-    wait_for(server, "switch serves [3] again", lambda: served(server, "switch") == [3])
+    server.wait_for("switch serves [3] again", lambda: served(server, "switch") == [3], DEADLINE_S)
     assert predict(server, "switch") == (200, 3)
-    wait_for(server, "version 1 gone", lambda: predict(server, "switch", version=1) == (404, None))
+    server.wait_for("version 1 gone", lambda: predict(server, "switch", version=1) == (404, None), DEADLINE_S)
     assert predict(server, "switch", version=2) == (404, None)
 
 
 def test_a_broken_serving_yaml_keeps_the_previous_config(server: Server) -> None:
     repo = server.repo
     write_config(repo, "models:\n  keep: {policy: specific, versions: [1, 2], labels: {stable: 1}}\n")
-    wait_for(server, "keep serves [1, 2]", lambda: served(server, "keep") == [1, 2])
-    wait_for(server, "stable -> 1", lambda: predict(server, "keep", label="stable") == (200, 1))
+    server.wait_for("keep serves [1, 2]", lambda: served(server, "keep") == [1, 2], DEADLINE_S)
+    server.wait_for("stable -> 1", lambda: predict(server, "keep", label="stable") == (200, 1), DEADLINE_S)
 
     write_config(repo, "models: [unclosed\n")
     # Two later passes: "canary1" is seen by a pass that may have read the config before it broke,
     # "canary2" (written once canary1 is ready) only by a later one, which read the broken file.
     write_scale_version(repo, "canary1", 1, 1.0)
-    wait_for(server, "canary1 served", lambda: served(server, "canary1") == [1])
+    server.wait_for("canary1 served", lambda: served(server, "canary1") == [1], DEADLINE_S)
     write_scale_version(repo, "canary2", 1, 1.0)
-    wait_for(server, "canary2 served", lambda: served(server, "canary2") == [1])
+    server.wait_for("canary2 served", lambda: served(server, "canary2") == [1], DEADLINE_S)
     assert "keeping the previous serving configuration" in server.log_path.read_text(errors="replace")
     assert predict(server, "keep", label="stable") == (200, 1)
     assert served(server, "keep") == [1, 2]  # the defaults (latest 1) would serve [3]
@@ -151,9 +139,9 @@ def test_a_broken_serving_yaml_keeps_the_previous_config(server: Server) -> None
     assert listing(server)["keep"]["labels"] == {"stable": 1}
 
     write_config(repo, "models:\n  keep: {policy: specific, versions: [2, 3], labels: {stable: 3}}\n")
-    wait_for(server, "keep serves [2, 3]", lambda: served(server, "keep") == [2, 3])
-    wait_for(server, "stable -> 3", lambda: predict(server, "keep", label="stable") == (200, 3))
-    wait_for(server, "version 1 gone", lambda: predict(server, "keep", version=1) == (404, None))
+    server.wait_for("keep serves [2, 3]", lambda: served(server, "keep") == [2, 3], DEADLINE_S)
+    server.wait_for("stable -> 3", lambda: predict(server, "keep", label="stable") == (200, 3), DEADLINE_S)
+    server.wait_for("version 1 gone", lambda: predict(server, "keep", version=1) == (404, None), DEADLINE_S)
 
 
 def test_staging_and_metadata_less_directories_are_ignored_until_complete(
@@ -161,7 +149,7 @@ def test_staging_and_metadata_less_directories_are_ignored_until_complete(
 ) -> None:
     repo = server.repo
     write_scale_version(repo, "partial", 1, 1.0)
-    wait_for(server, "partial serves [1]", lambda: served(server, "partial") == [1])
+    server.wait_for("partial serves [1]", lambda: served(server, "partial") == [1], DEADLINE_S)
 
     scratch = tmp_path / "scratch"  # same file system as the repository: renames are atomic
     staged = write_scale_version(scratch, "staged", 1, 1.0)
@@ -172,7 +160,7 @@ def test_staging_and_metadata_less_directories_are_ignored_until_complete(
     assert (repo / ".staging-model" / "1" / "metadata.json").is_file() and not staged.exists()
 
     write_scale_version(repo, "sentinel", 1, 1.0)  # the pass that loads it has seen the rest too
-    wait_for(server, "sentinel served", lambda: served(server, "sentinel") == [1])
+    server.wait_for("sentinel served", lambda: served(server, "sentinel") == [1], DEADLINE_S)
     models = listing(server)
     assert not [name for name in models if name.startswith(".")]
     assert [v["version"] for v in models["partial"]["versions"]] == [1]
@@ -180,6 +168,6 @@ def test_staging_and_metadata_less_directories_are_ignored_until_complete(
     assert predict(server, "partial") == (200, 1)
 
     (pending / "metadata.json").rename(repo / "partial" / "2" / "metadata.json")
-    wait_for(server, "partial serves [2]", lambda: served(server, "partial") == [2])
+    server.wait_for("partial serves [2]", lambda: served(server, "partial") == [2], DEADLINE_S)
     assert predict(server, "partial") == (200, 2)
     assert ".staging-model" not in listing(server)

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,13 +50,6 @@ def predict(server: Server, inputs: list[list[float]]) -> requests.Response:
     return requests.post(server.url + "/v1/predict", json={"model": "m", "inputs": inputs}, timeout=10)
 
 
-def until(check: Callable[[], bool], what: str, server: Server, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not seen in {timeout_s} s:\n{server.log()}"
-        time.sleep(0.1)
-
-
 def test_a_change_through_one_worker_holds_in_both(server: Server) -> None:
     http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
     rpc = grpcclient.InferenceServerClient(server.v2_grpc)
@@ -78,12 +70,12 @@ def test_a_change_through_one_worker_holds_in_both(server: Server) -> None:
             "2",
         }
 
-    until(both_workers_log_requests, "request lines from both workers", server)
+    server.wait_for("request lines from both workers", both_workers_log_requests)
     assert predict(server, [[1, 2]]).status_code == 400
     inp = grpcclient.InferInput("x", [1, 4], "FP32")
     inp.set_data_from_numpy(np.ones((1, 4), np.float32))
     answer = rpc.infer("m", [inp])
-    until(lambda: any(line[1] == "gRPC" for line in request_lines(server, since)), "a gRPC line", server)
+    server.wait_for("a gRPC line", lambda: any(line[1] == "gRPC" for line in request_lines(server, since)))
     lines = request_lines(server, since)
     answered = [line for line in lines if line[2] == "POST /v1/predict" and line[3] == "200"]
     assert answered and all(rest == " model=m version=2" for *_, rest in answered), answered
@@ -113,10 +105,9 @@ def test_a_worker_restarted_after_a_crash_starts_with_the_changed_settings(serve
     prefixes_before = {line[4].rsplit("-", 1)[0] for line in request_lines(server)}
     since = len(full_log(server))
     os.kill(next(iter(before)), signal.SIGKILL)
-    until(
-        lambda: len(now := workers(server)) == 2 and not before >= {p.pid for p in now},
+    server.wait_for(
         "the restarted worker",
-        server,
+        lambda: len(now := workers(server)) == 2 and not before >= {p.pid for p in now},
         60.0,
     )
 
@@ -125,12 +116,12 @@ def test_a_worker_restarted_after_a_crash_starts_with_the_changed_settings(serve
         prefixes = {line[4].rsplit("-", 1)[0] for line in request_lines(server, since)}
         return bool(prefixes - prefixes_before)  # a request id of the new process: it writes debug lines
 
-    until(new_worker_logs_requests, "request lines from the restarted worker", server, 30.0)
+    server.wait_for("request lines from the restarted worker", new_worker_logs_requests, 30.0)
     written = full_log(server)[since:]
     assert "worker restarted: loading the models before listening" not in written  # INFO: off there too
     assert requests.get(server.url + "/v2/logging", timeout=10).json()["log_info"] is False
     assert http.update_log_settings({"log_info": None, "log_verbose_level": None}) == DEFAULTS
-    until(lambda: "log settings changed: {" in full_log(server)[since:], "the change's INFO line", server)
+    server.wait_for("the change's INFO line", lambda: "log settings changed: {" in full_log(server)[since:])
 
 
 @pytest.mark.parametrize(
